@@ -1,0 +1,522 @@
+"""The SQLite store: the only module that speaks SQL.
+
+One connection per thread, in autocommit mode; every write is an explicit `BEGIN IMMEDIATE ...
+COMMIT` that rolls back on error, so the daemon, the CLI and the interface can share the file.
+WAL lets readers go on while one process writes; a short busy timeout makes writers queue.
+`PRAGMA user_version` numbers the schema; `MIGRATIONS[i]` moves a store from version i to i+1.
+
+Callers get frozen dataclasses (`Sweep`, `Run`), never a cursor.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import GridrunError
+from engine.matrix import SweepSpec, slug
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema
+    """
+    CREATE TABLE sweeps (
+        id       INTEGER PRIMARY KEY,
+        name     TEXT NOT NULL UNIQUE,
+        spec     TEXT NOT NULL,              -- JSON: SweepSpec.to_json()
+        created  REAL NOT NULL,
+        updated  REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id           INTEGER PRIMARY KEY,
+        sweep_id     INTEGER NOT NULL REFERENCES sweeps(id),
+        idx          INTEGER NOT NULL,       -- 1-based position in its sweep
+        key          TEXT NOT NULL,          -- canonical JSON of params: identity in the sweep
+        params       TEXT NOT NULL,
+        stage        INTEGER NOT NULL DEFAULT 1,
+        run_dir      TEXT NOT NULL,
+        status       TEXT NOT NULL DEFAULT 'queued'
+                     CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        attempt      INTEGER NOT NULL DEFAULT 1,
+        retries_left INTEGER NOT NULL DEFAULT 0,
+        priority     INTEGER NOT NULL DEFAULT 0,
+        exclusive    INTEGER NOT NULL DEFAULT 0, -- 1: must have its GPU to itself (after an OOM)
+        device       TEXT,
+        pid          INTEGER,
+        pid_start    TEXT,                   -- the process's start time, so a reused pid is not ours
+        exit_code    INTEGER,
+        error        TEXT,
+        flags        TEXT NOT NULL DEFAULT '[]',
+        metric_names TEXT NOT NULL DEFAULT '[]',
+        last_metrics TEXT NOT NULL DEFAULT '{}',
+        peak_mem_mb  REAL,
+        created      REAL NOT NULL,
+        started      REAL,
+        ended        REAL,
+        UNIQUE (sweep_id, key),
+        UNIQUE (sweep_id, idx)
+    );
+    CREATE INDEX runs_by_status ON runs (status, priority DESC, sweep_id, idx);
+    CREATE TABLE metrics (
+        run_id  INTEGER NOT NULL REFERENCES runs(id),
+        seq     INTEGER NOT NULL,
+        source  TEXT NOT NULL,               -- 'report' (metrics.jsonl) or 'stdout' (parsed)
+        data    TEXT NOT NULL,               -- JSON object of one report
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE requests (
+        id       INTEGER PRIMARY KEY,
+        kind     TEXT NOT NULL CHECK (kind IN ('cancel', 'stop', 'stop_now')),
+        run_id   INTEGER REFERENCES runs(id),
+        created  REAL NOT NULL,
+        done     REAL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    id: int
+    name: str
+    spec: dict
+    created: float
+
+    @property
+    def varying(self) -> list[str]:
+        return self.spec.get("varying", [])
+
+    @property
+    def metric(self) -> str | None:
+        return self.spec.get("metric")
+
+    @property
+    def mode(self) -> str:
+        return self.spec.get("mode", "max")
+
+
+@dataclass(frozen=True)
+class SweepCounts:
+    sweep: Sweep
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    sweep: str
+    sweep_id: int
+    index: int
+    params: dict
+    stage: int
+    run_dir: str
+    status: str
+    attempt: int
+    retries_left: int
+    priority: int
+    exclusive: bool
+    device: str | None
+    pid: int | None
+    pid_start: str | None
+    exit_code: int | None
+    error: str | None
+    flags: list[str]
+    metric_names: list[str]
+    last_metrics: dict
+    peak_mem_mb: float | None
+    created: float
+    started: float | None
+    ended: float | None
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id, "sweep": self.sweep, "index": self.index, "status": self.status,
+            "device": self.device, "attempt": self.attempt, "params": self.params,
+            "metrics": self.last_metrics, "metric_names": self.metric_names,
+            "flags": self.flags, "started": self.started, "ended": self.ended,
+            "exit_code": self.exit_code, "error": self.error, "run_dir": self.run_dir,
+            "stage": self.stage,
+        }
+
+
+@dataclass(frozen=True)
+class AddResult:
+    sweep: str
+    added: int
+    existing: int
+    new_run_ids: list[int] = field(default_factory=list)
+
+
+_RUN_COLUMNS = ("r.id, s.name, r.sweep_id, r.idx, r.params, r.stage, r.run_dir, r.status, "
+                "r.attempt, r.retries_left, r.priority, r.exclusive, r.device, r.pid, "
+                "r.pid_start, r.exit_code, r.error, r.flags, r.metric_names, r.last_metrics, "
+                "r.peak_mem_mb, r.created, r.started, r.ended")
+
+
+def _run(row: Sequence) -> Run:
+    return Run(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7],
+               row[8], row[9], row[10], bool(row[11]), row[12], row[13], row[14], row[15],
+               row[16], json.loads(row[17]), json.loads(row[18]), json.loads(row[19]), row[20],
+               row[21], row[22], row[23])
+
+
+def _sweep(row: Sequence) -> Sweep:
+    return Sweep(row[0], row[1], json.loads(row[2]), row[3])
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class Store:
+    """A handle on `<home>/gridrun.db`; safe to share between threads (one connection each)."""
+
+    def __init__(self, home: str | Path):
+        self.home = Path(home)
+        self.path = self.home / "gridrun.db"
+        self._local = threading.local()
+        self._conn()  # open now: a corrupt file is reported by whoever opens the store
+
+    # -- connection and transactions -------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise GridrunError(f"cannot create the home folder: {e.strerror}",
+                               path=str(self.home)) from None
+        try:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as e:
+            raise GridrunError(f"not a gridrun store ({e}); the file was left untouched",
+                               path=str(self.path),
+                               hint="move it aside, or pass --home DIR for a new store") from None
+        if version > SCHEMA_VERSION:
+            raise GridrunError(f"store schema version {version} is newer than this gridrun "
+                               f"understands ({SCHEMA_VERSION})", path=str(self.path),
+                               hint="upgrade gridrun")
+        if version < SCHEMA_VERSION:
+            self._migrate(conn, version)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # another process may have migrated while we waited for the write lock
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for i in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[i].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {i + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE takes the write lock up front (no upgrade
+        deadlocks between readers that later write)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def read(self, sql: str, args: Sequence = ()) -> list[tuple]:
+        return self._conn().execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- sweeps and adding runs ----------------------------------------------------------------
+
+    def add_sweep(self, spec: SweepSpec) -> AddResult:
+        """Store a sweep's runs; runs already there (same parameters) are left alone."""
+        now = time.time()
+        res = spec.resources
+        with self.write() as conn:
+            row = conn.execute("SELECT id, spec FROM sweeps WHERE name = ?", (spec.name,)).fetchone()
+            if row is None:
+                sweep_id = conn.execute(
+                    "INSERT INTO sweeps (name, spec, created, updated) VALUES (?, ?, ?, ?)",
+                    (spec.name, dumps(spec.to_json()), now, now)).lastrowid
+                varying = list(spec.varying)
+            else:
+                sweep_id = row[0]
+                old = json.loads(row[1])
+                # the union, so that slugs of later adds still name what varies across the sweep
+                varying = old.get("varying", []) + [k for k in spec.varying
+                                                    if k not in old.get("varying", [])]
+                merged = {**spec.to_json(), "varying": varying,
+                          "stages": spec.to_json()["stages"] or old.get("stages", [])}
+                conn.execute("UPDATE sweeps SET spec = ?, updated = ? WHERE id = ?",
+                             (dumps(merged), now, sweep_id))
+            existing = {k for (k,) in conn.execute("SELECT key FROM runs WHERE sweep_id = ?",
+                                                   (sweep_id,))}
+            next_idx = conn.execute("SELECT COALESCE(MAX(idx), 0) FROM runs WHERE sweep_id = ?",
+                                    (sweep_id,)).fetchone()[0]
+            new_ids = []
+            for run in spec.runs:
+                key = run.key
+                if key in existing:
+                    continue
+                existing.add(key)
+                next_idx += 1
+                folder = self.home / spec.name / f"{next_idx:04d}-{slug(run.params, varying)}"
+                cur = conn.execute(
+                    "INSERT INTO runs (sweep_id, idx, key, params, stage, run_dir, retries_left,"
+                    " priority, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sweep_id, next_idx, key, dumps(run.params), run.stage, str(folder),
+                     res.retries, res.priority, now))
+                new_ids.append(cur.lastrowid)
+        return AddResult(spec.name, len(new_ids), len(spec.runs) - len(new_ids), new_ids)
+
+    def sweeps(self) -> list[Sweep]:
+        return [_sweep(r) for r in self.read(
+            "SELECT id, name, spec, created FROM sweeps ORDER BY created, id")]
+
+    def sweep(self, name: str) -> Sweep | None:
+        rows = self.read("SELECT id, name, spec, created FROM sweeps WHERE name = ?", (name,))
+        return _sweep(rows[0]) if rows else None
+
+    def sweep_by_id(self, sweep_id: int) -> Sweep | None:
+        rows = self.read("SELECT id, name, spec, created FROM sweeps WHERE id = ?", (sweep_id,))
+        return _sweep(rows[0]) if rows else None
+
+    def sweep_counts(self) -> list[SweepCounts]:
+        counts: dict[int, dict[str, int]] = {}
+        for sweep_id, status, n in self.read(
+                "SELECT sweep_id, status, COUNT(*) FROM runs GROUP BY sweep_id, status"):
+            counts.setdefault(sweep_id, {})[status] = n
+        return [SweepCounts(s, counts.get(s.id, {})) for s in self.sweeps()]
+
+    def require_sweep(self, name: str) -> Sweep:
+        sweep = self.sweep(name)
+        if sweep is None:
+            from engine.errors import did_you_mean
+            names = [s.name for s in self.sweeps()]
+            raise GridrunError(f'no sweep named "{name}" in {self.home}',
+                               hint=did_you_mean(name, names)
+                               or (f"sweeps: {', '.join(names)}" if names else
+                                   "add one with `gridrun queue add FILE`"))
+        return sweep
+
+    # -- reading runs --------------------------------------------------------------------------
+
+    def runs(self, sweep: str | None = None, status: str | Iterable[str] | None = None,
+             ids: Iterable[int] | None = None) -> list[Run]:
+        where, args = [], []
+        if sweep is not None:
+            where.append("s.name = ?")
+            args.append(sweep)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append(f"r.status IN ({','.join('?' * len(statuses))})")
+            args += statuses
+        if ids is not None:
+            ids = list(ids)
+            where.append(f"r.id IN ({','.join('?' * len(ids))})")
+            args += ids
+        sql = (f"SELECT {_RUN_COLUMNS} FROM runs r JOIN sweeps s ON s.id = r.sweep_id"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.id")
+        return [_run(row) for row in self.read(sql, args)]
+
+    def run(self, run_id: int) -> Run | None:
+        found = self.runs(ids=[run_id])
+        return found[0] if found else None
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update(dict(self.read("SELECT status, COUNT(*) FROM runs GROUP BY status")))
+        return counts
+
+    def queued(self) -> list[Run]:
+        """Queued runs in the order they should start: priority, then sweep age, then index."""
+        sql = (f"SELECT {_RUN_COLUMNS} FROM runs r JOIN sweeps s ON s.id = r.sweep_id "
+               "WHERE r.status = 'queued' ORDER BY r.priority DESC, s.created, s.id, r.idx")
+        return [_run(row) for row in self.read(sql)]
+
+    def metrics(self, run_id: int) -> list[dict]:
+        rows = self.read("SELECT data FROM metrics WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [json.loads(d) for (d,) in rows]
+
+    def metrics_for(self, run_ids: Sequence[int]) -> dict[int, list[dict]]:
+        out: dict[int, list[dict]] = {i: [] for i in run_ids}
+        for chunk_start in range(0, len(run_ids), 500):
+            chunk = list(run_ids[chunk_start:chunk_start + 500])
+            rows = self.read(f"SELECT run_id, data FROM metrics WHERE run_id IN "
+                             f"({','.join('?' * len(chunk))}) ORDER BY run_id, seq", chunk)
+            for run_id, data in rows:
+                out[run_id].append(json.loads(data))
+        return out
+
+    # -- what the CLI and the interface may change --------------------------------------------
+
+    def cancel(self, run_ids: Iterable[int]) -> tuple[list[int], list[int]]:
+        """Queued runs are cancelled at once; running ones get a request the daemon applies.
+        Returns (cancelled now, cancel requested)."""
+        now_done, requested = [], []
+        with self.write() as conn:
+            for run_id in run_ids:
+                status = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+                if status is None:
+                    continue
+                if status[0] == "queued":
+                    conn.execute("UPDATE runs SET status = 'cancelled', ended = ?, error = "
+                                 "'cancelled before it started' WHERE id = ?", (time.time(), run_id))
+                    now_done.append(run_id)
+                elif status[0] == "running":
+                    conn.execute("INSERT INTO requests (kind, run_id, created) VALUES "
+                                 "('cancel', ?, ?)", (run_id, time.time()))
+                    requested.append(run_id)
+        return now_done, requested
+
+    def retry(self, run_ids: Iterable[int]) -> list[int]:
+        """Failed or cancelled runs go back to the queue as a new attempt."""
+        retried = []
+        with self.write() as conn:
+            for run_id in run_ids:
+                cur = conn.execute(
+                    "UPDATE runs SET status = 'queued', attempt = attempt + 1, exit_code = NULL,"
+                    " error = NULL, ended = NULL, started = NULL, device = NULL, pid = NULL "
+                    "WHERE id = ? AND status IN ('failed', 'cancelled')", (run_id,))
+                if cur.rowcount:
+                    retried.append(run_id)
+        return retried
+
+    def request(self, kind: str, run_id: int | None = None) -> None:
+        with self.write() as conn:
+            conn.execute("INSERT INTO requests (kind, run_id, created) VALUES (?, ?, ?)",
+                         (kind, run_id, time.time()))
+
+    # -- the daemon's side ---------------------------------------------------------------------
+
+    def pending_requests(self) -> list[tuple[int, str, int | None]]:
+        return self.read("SELECT id, kind, run_id FROM requests WHERE done IS NULL ORDER BY id")
+
+    def finish_requests(self, request_ids: Iterable[int]) -> None:
+        ids = list(request_ids)
+        if ids:
+            with self.write() as conn:
+                conn.executemany("UPDATE requests SET done = ? WHERE id = ?",
+                                 [(time.time(), i) for i in ids])
+
+    def clear_requests(self) -> None:
+        """A new daemon starts with no leftover requests: they were meant for its predecessor."""
+        with self.write() as conn:
+            conn.execute("UPDATE requests SET done = ? WHERE done IS NULL", (time.time(),))
+
+    def mark_running(self, run_id: int, device: str, pid: int, pid_start: str | None) -> bool:
+        """queued -> running; False when the run was cancelled meanwhile."""
+        with self.write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'running', device = ?, pid = ?, pid_start = ?, "
+                "started = ?, ended = NULL, exit_code = NULL, error = NULL "
+                "WHERE id = ? AND status = 'queued'", (device, pid, pid_start, time.time(), run_id))
+            return cur.rowcount == 1
+
+    def claim(self, run_id: int) -> bool:
+        """Take a queued run for launching (it stays queued until mark_running)."""
+        rows = self.read("SELECT status FROM runs WHERE id = ?", (run_id,))
+        return bool(rows) and rows[0][0] == "queued"
+
+    def finish(self, run_id: int, status: str, exit_code: int | None, error: str | None) -> None:
+        assert status in FINISHED
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET status = ?, exit_code = ?, error = ?, ended = ?, "
+                         "pid = NULL WHERE id = ?", (status, exit_code, error, time.time(), run_id))
+
+    def requeue(self, run_id: int, *, exclusive: bool | None = None, use_retry: bool = False,
+                error: str | None = None) -> None:
+        """Back to queued as a new attempt (after a crash, a stop, an OOM or a retry)."""
+        with self.write() as conn:
+            conn.execute(
+                "UPDATE runs SET status = 'queued', attempt = attempt + 1, pid = NULL, "
+                "device = NULL, ended = NULL, exit_code = NULL, error = ?, "
+                "exclusive = COALESCE(?, exclusive), "
+                "retries_left = retries_left - ? WHERE id = ?",
+                (error, None if exclusive is None else int(exclusive), int(use_retry), run_id))
+
+    def fail_queued(self, run_id: int, error: str) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET status = 'failed', error = ?, ended = ? "
+                         "WHERE id = ? AND status = 'queued'", (error, time.time(), run_id))
+
+    def reset_metrics(self, run_id: int) -> None:
+        with self.write() as conn:
+            conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            conn.execute("UPDATE runs SET last_metrics = '{}', metric_names = '[]' WHERE id = ?",
+                         (run_id,))
+
+    def save_progress(self, updates: Sequence[Progress]) -> None:
+        """One transaction per daemon tick for every running run's new metrics."""
+        if not updates:
+            return
+        with self.write() as conn:
+            for u in updates:
+                if u.replace_source:
+                    conn.execute("DELETE FROM metrics WHERE run_id = ? AND source = ?",
+                                 (u.run_id, u.replace_source))
+                if u.rows:
+                    start = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM metrics WHERE "
+                                         "run_id = ?", (u.run_id,)).fetchone()[0]
+                    conn.executemany(
+                        "INSERT INTO metrics (run_id, seq, source, data) VALUES (?, ?, ?, ?)",
+                        [(u.run_id, start + i + 1, u.source, dumps(row))
+                         for i, row in enumerate(u.rows)])
+                conn.execute("UPDATE runs SET last_metrics = ?, metric_names = ?, flags = ?, "
+                             "peak_mem_mb = COALESCE(?, peak_mem_mb) WHERE id = ?",
+                             (dumps(u.last), dumps(sorted(u.names)), dumps(sorted(u.flags)),
+                              u.peak_mem_mb, u.run_id))
+
+
+@dataclass
+class Progress:
+    """What the daemon learnt about one running run since its last tick."""
+    run_id: int
+    source: str
+    rows: list[dict]
+    last: dict
+    names: set[str]
+    flags: set[str]
+    peak_mem_mb: float | None = None
+    replace_source: str | None = None  # drop earlier rows of this source first
+
+
+def open_store(home: str | Path) -> Store:
+    return Store(home)
