@@ -29,7 +29,9 @@ class GridrunError(Exception):
         return ":".join(parts)
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}" if self.where else self.message
+        # one line, whatever a quoted value holds
+        message = self.message.replace("\r", "\\r").replace("\n", "\\n")
+        return f"{self.where}: {message}" if self.where else message
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

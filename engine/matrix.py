@@ -72,7 +72,7 @@ class SweepSpec:
     seeds: tuple[int, ...] = ()
     resources: Resources = field(default_factory=Resources)
     parse_patterns: tuple[str, ...] = ()
-    varying: tuple[str, ...] = ()    # keys whose value differs between runs, in file order
+    varying: tuple[str, ...] = ()    # keys whose value differs: grid, zip, sample, include order
     stages: tuple[dict, ...] = ()    # later stages, kept for the daemon to expand
     runs: tuple[RunSpec, ...] = ()
 
@@ -149,21 +149,38 @@ def flatten(table: Mapping[str, Any], prefix: str = "", *, keep=lambda v: False)
 def unflatten(params: Mapping[str, Any]) -> dict[str, Any]:
     """The inverse of flatten, for writing config.toml as the user would."""
     nested: dict[str, Any] = {}
+    # "a" and "a.b" both given cannot both nest: such names stay flat (quoted keys in TOML)
+    clashing = {n for n in params for other in params if other.startswith(n + ".")}
     for name, value in params.items():
+        if name in clashing or any(name.startswith(c + ".") for c in clashing):
+            nested[name] = value
+            continue
         node = nested
         *parents, leaf = name.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-            if not isinstance(node, dict):  # "a" and "a.b" both given: keep the flat name
-                node = nested
-                leaf = name
-                break
         node[leaf] = value
     return nested
 
 
+_MISSING = object()
+
+
+def _plain(value: Any) -> bool:
+    """A value a parameter may take: str, number, bool, or a (nested) list of those."""
+    if isinstance(value, (str, int, float, bool)):
+        return True
+    return isinstance(value, list) and all(_plain(v) for v in value)
+
+
 def _is_distribution(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
+
+
+def _looks_like_distribution(value: Any) -> bool:
+    """`{ normal = [0, 1] }` is a misspelt distribution, not a nested table of parameters."""
+    return (isinstance(value, dict) and len(value) == 1
+            and not isinstance(next(iter(value.values())), dict))
 
 
 class _Builder:
@@ -214,6 +231,8 @@ class _Builder:
 
         points = len(zipped[next(iter(zipped))]) if zipped else 1
         count = math.prod(len(v) for v in grid.values()) * points * max(sample_count, 1)
+        if includes and not (grid or zipped or sample_count):
+            count = 0
         count = (count + len(includes)) * max(len(seeds), 1)
         if count > self.max_runs:
             raise self.error(f"expands to {count:,} runs, over the limit of {self.max_runs:,}",
@@ -223,14 +242,14 @@ class _Builder:
         runs = self.apply_excludes(runs, excludes)
         names = self.all_names(params, grid, zipped, sample, includes, seeds)
         if command is None:
-            self.check_schema(params, grid, zipped, sample, includes)
+            self.check_schema(runs, names, includes)
         else:
-            self.check_template(command, names)
+            self.check_template(command, names, runs)
         for run in runs:
             for key, value in run.items():
                 if isinstance(value, str) and "\0" in value:
                     raise self.error(f'value of "{key}" holds a NUL character, which no '
-                                     "argument can carry", *self.where(key))
+                                     "argument can carry", *self.where(key, value))
         specs = tuple(RunSpec(r) for r in dedupe(runs))
         return SweepSpec(
             name=name, source=str(self.path), workdir=str(workdir), command=command,
@@ -248,7 +267,7 @@ class _Builder:
     def sweep_name(self) -> str:
         if "name" in self.data:
             name = self.string("name", None)
-            self.expect(bool(name) and NAME_RE.match(name) is not None,
+            self.expect(bool(name) and NAME_RE.fullmatch(name) is not None,
                         f'invalid sweep name "{name}", expected lowercase letters, digits, '
                         "'_' and '-'", "", "name")
             return name
@@ -289,11 +308,9 @@ class _Builder:
             self.check_value(value, "params", key)
         return params
 
-    def check_value(self, value: Any, table: str, key: str) -> None:
-        ok = isinstance(value, (str, int, float, bool)) or (
-            isinstance(value, list) and all(isinstance(v, (str, int, float, bool, list)) for v in value))
-        self.expect(ok, f'value of "{key}" is {type_name(value)}, expected a string, number, '
-                    "boolean or list", table, key)
+    def check_value(self, value: Any, table: str, key: str, nth: int = 0) -> None:
+        self.expect(_plain(value), f'value of "{key}" is {type_name(value)}, expected a string, '
+                    "number, boolean or a list of those", table, key, nth=nth)
 
     def grid(self) -> dict[str, list]:
         grid = flatten(self.table("grid"))
@@ -312,6 +329,8 @@ class _Builder:
         for key, values in zipped.items():
             self.expect(isinstance(values, list) and values,
                         f'zip value "{key}" must be a non-empty list', "zip", key)
+            for value in values:
+                self.check_value(value, "zip", key)
             lengths[key] = len(values)
         if len(set(lengths.values())) > 1:
             first, n = next(iter(lengths.items()))
@@ -328,7 +347,8 @@ class _Builder:
         count = table.get("count")
         self.expect(isinstance(count, int) and not isinstance(count, bool) and count >= 1,
                     "[sample] needs count = N (an integer >= 1)", "sample", "count")
-        dists = flatten({k: v for k, v in table.items() if k != "count"}, keep=_is_distribution)
+        dists = flatten({k: v for k, v in table.items() if k != "count"},
+                        keep=_looks_like_distribution)
         for key, dist in dists.items():
             if not _is_distribution(dist):
                 raise self.error(f'sample "{key}" must be one of {{ uniform = [a, b] }}, '
@@ -338,12 +358,17 @@ class _Builder:
             if kind == "choice":
                 self.expect(isinstance(args, list) and args, f'sample "{key}": choice needs a '
                             "non-empty list", "sample", key)
+                for value in args:
+                    self.check_value(value, "sample", key)
                 continue
             ok = (isinstance(args, list) and len(args) == 2
                   and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
                   and args[0] <= args[1])
             self.expect(ok, f'sample "{key}": {kind} needs [low, high] numbers with low <= high',
                         "sample", key)
+            if kind == "int_uniform":
+                self.expect(all(isinstance(a, int) for a in args),
+                            f'sample "{key}": int_uniform needs integer bounds', "sample", key)
             if kind == "log_uniform":
                 self.expect(args[0] > 0, f'sample "{key}": log_uniform needs low > 0',
                             "sample", key)
@@ -356,8 +381,7 @@ class _Builder:
         tables = [flatten(t) for t in value]
         for i, t in enumerate(tables):
             for key, v in t.items():
-                self.expect(not isinstance(v, dict), f'[[{name}]] "{key}" must be a value',
-                            name, key, nth=i)
+                self.check_value(v, name, key, nth=i)
         return tables
 
     def seeds(self) -> list[int]:
@@ -386,8 +410,11 @@ class _Builder:
         grid_points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
         zip_points = [dict(zip(zipped, combo)) for combo in zip(*zipped.values())] or [{}]
         sample_points = draw_samples(name, sample_count, sample) or [{}]
+        swept = bool(grid or zipped or sample_count)
+        # a study of [[include]] runs alone is exactly those runs, not [params] plus them
         bases = [{**params, **g, **z, **s}
-                 for g in grid_points for z in zip_points for s in sample_points]
+                 for g in grid_points for z in zip_points for s in sample_points
+                 ] if swept or not includes else []
         bases += [{**params, **inc} for inc in includes]
         for base in bases:
             if seeds:
@@ -420,36 +447,64 @@ class _Builder:
             names["seed"] = None
         return list(names)
 
-    def where(self, key: str) -> tuple[str, str]:
-        for table in ("grid", "zip", "sample", "params", "include"):
-            if key in flatten(self.data.get(table, {})
-                              if isinstance(self.data.get(table, {}), dict) else {}):
-                return table, key
-        return "", key
+    def where(self, key: str, value: Any = _MISSING) -> tuple[str, str, int]:
+        """(table, key, nth) of where a parameter is written; with a value, the [[include]]
+        that gives that value."""
+        if key == "seed" and "seeds" in self.data:
+            return "", "seeds", 0
+        candidates = []
+        for table in ("grid", "zip", "sample", "params"):
+            section = self.data.get(table, {})
+            flat = flatten(section, keep=_looks_like_distribution) \
+                if isinstance(section, dict) else {}
+            if key in flat:
+                given = flat[key]
+                holds = given == value or (table in ("grid", "zip") and isinstance(given, list)
+                                           and value in given)
+                candidates.append((not holds, table))
+        if value is _MISSING and candidates:
+            return candidates[0][1], key, 0
+        if candidates and min(candidates)[0] is False:
+            return min(candidates, key=lambda c: c[0])[1], key, 0
+        includes = self.data.get("include", [])
+        for nth, inc in enumerate(includes if isinstance(includes, list) else []):
+            flat = flatten(inc) if isinstance(inc, dict) else {}
+            if key in flat and (value is _MISSING or flat[key] == value):
+                return "include", key, nth
+        if candidates:
+            return candidates[0][1], key, 0
+        return "", key, 0
 
-    def check_schema(self, params, grid, zipped, sample, includes) -> None:
-        """Built-in trainer: every name must be one of its parameters, every value allowed."""
+    def check_schema(self, runs: list[dict], names: list[str], includes: list[dict]) -> None:
+        """Built-in trainer: every name must be one of its parameters, every value allowed
+        (each run's values are checked, so sampled values and seeds are too)."""
         from experiments import schema  # torch-free by contract
 
         known = schema.known_names()
-        values: list[tuple[str, str, Any, int]] = [("params", k, v, 0) for k, v in params.items()]
-        values += [("grid", k, v, 0) for k, vs in grid.items() for v in vs]
-        values += [("zip", k, v, 0) for k, vs in zipped.items() for v in vs]
-        values += [("include", k, v, i) for i, inc in enumerate(includes) for k, v in inc.items()]
-        values += [("sample", k, None, 0) for k in sample]
-        for table, key, value, nth in values:
-            if schema.is_free(key):
-                continue
-            if schema.lookup(key) is None:
-                raise self.error(f'unknown parameter "{key}" for the built-in trainer', table,
-                                 key, nth=nth, hint=did_you_mean(key, known)
+        for key in names:
+            if not schema.is_free(key) and schema.lookup(key) is None:
+                raise self.error(f'unknown parameter "{key}" for the built-in trainer',
+                                 *self.where(key), hint=did_you_mean(key, known)
                                  or "set command = [...] to run your own script")
-            if value is not None and (problem := schema.check(key, value)):
-                raise self.error(f'"{key}": {problem}', table, key, nth=nth)
+        checked: set[str] = set()
+        for run in runs:
+            for key, value in run.items():
+                if schema.is_free(key):
+                    continue
+                token = canonical({"k": key, "v": value})
+                if token in checked:
+                    continue
+                checked.add(token)
+                if problem := schema.check(key, value):
+                    raise self.error(f'"{key}": {problem}', *self.where(key, value))
 
-    def check_template(self, command: tuple[str, ...], names: list[str]) -> None:
+    def check_template(self, command: tuple[str, ...], names: list[str], runs: list[dict]
+                       ) -> None:
         allowed = set(names) | set(TEMPLATE_EXTRAS)
+        everywhere = set.intersection(*(set(r) for r in runs)) | set(TEMPLATE_EXTRAS)
         for arg in command:
+            if "\0" in arg:
+                raise self.error("a command argument holds a NUL character", "", "command")
             for match in _TEMPLATE.finditer(arg):
                 ref = match.group(1)
                 if ref is None:
@@ -457,6 +512,11 @@ class _Builder:
                 if ref not in allowed:
                     raise self.error(f'command uses "{{{ref}}}", which no parameter provides',
                                      "", "command", hint=did_you_mean(ref, allowed))
+                if ref not in everywhere:
+                    missing = sum(1 for r in runs if ref not in r)
+                    raise self.error(f'command uses "{{{ref}}}", which {missing} of the '
+                                     f"{len(runs)} runs do not have", "", "command",
+                                     hint=f"give {ref} a default in [params]")
 
     def metric(self) -> str | None:
         return self.string("metric", None)
@@ -539,9 +599,6 @@ class _Builder:
         return value
 
 
-_MISSING = object()
-
-
 def draw_samples(name: str, count: int, dists: dict[str, dict]) -> list[dict]:
     """`count` random points, seeded by the sweep name so that re-adding draws the same runs."""
     if not count:
@@ -574,7 +631,8 @@ def dedupe(runs: list[dict]) -> list[dict]:
 
 
 def varying_keys(names: list[str], runs: tuple[RunSpec, ...]) -> tuple[str, ...]:
-    """The keys whose value is not the same in every run, in the order the file gives them."""
+    """The keys whose value is not the same in every run, in the order of `names` (grid, zip,
+    sample, include, params, seed): the most deliberate variation first."""
     varying = []
     for name in names:
         values = {canonical({"v": r.params.get(name, None)}) for r in runs}
@@ -597,7 +655,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":"))
+        return json.dumps(value, separators=(",", ":"), default=str)
     return str(value)
 
 

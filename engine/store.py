@@ -245,17 +245,33 @@ class Store:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: BEGIN IMMEDIATE takes the write lock up front (no upgrade
         deadlocks between readers that later write)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._corruption_is_user_error():
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def read(self, sql: str, args: Sequence = ()) -> list[tuple]:
-        return self._conn().execute(sql, args).fetchall()
+        with self._corruption_is_user_error():
+            return self._conn().execute(sql, args).fetchall()
+
+    @contextmanager
+    def _corruption_is_user_error(self) -> Iterator[None]:
+        """A damaged file (pages, not just the header) is named, never an 'internal error'.
+        OperationalError (locked, busy) is not damage and goes on as it is."""
+        try:
+            yield
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as e:
+            raise GridrunError(f"the store is damaged ({e}); the file was left untouched",
+                               path=str(self.path),
+                               hint="move it aside, or pass --home DIR for a new store") from None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -350,6 +366,10 @@ class Store:
             args += statuses
         if ids is not None:
             ids = list(ids)
+            if len(ids) > 500:  # old SQLite builds allow 999 variables a statement
+                found = [r for start in range(0, len(ids), 500)
+                         for r in self.runs(sweep, status, ids[start:start + 500])]
+                return sorted(found, key=lambda r: r.id)
             where.append(f"r.id IN ({','.join('?' * len(ids))})")
             args += ids
         sql = (f"SELECT {_RUN_COLUMNS} FROM runs r JOIN sweeps s ON s.id = r.sweep_id"
@@ -467,7 +487,7 @@ class Store:
         with self.write() as conn:
             conn.execute(
                 "UPDATE runs SET status = 'queued', attempt = attempt + 1, pid = NULL, "
-                "device = NULL, ended = NULL, exit_code = NULL, error = ?, "
+                "device = NULL, started = NULL, ended = NULL, exit_code = NULL, error = ?, "
                 "exclusive = COALESCE(?, exclusive), "
                 "retries_left = retries_left - ? WHERE id = ?",
                 (error, None if exclusive is None else int(exclusive), int(use_retry), run_id))

@@ -201,10 +201,6 @@ def test_corrupt_store_through_the_cli(cli, home, make):
     assert db.read_bytes() == data
 
 
-@pytest.mark.xfail(reason="BUG: a store whose header is intact but whose table pages are "
-                          "corrupt opens fine, and the first query raises a bare "
-                          "sqlite3.DatabaseError: the CLI prints 'internal error' and exits 70 "
-                          "instead of naming the file with exit 2", strict=True)
 def test_store_with_corrupt_pages_through_the_cli(cli, home):
     home.mkdir()
     data = _corrupt_pages(home)
@@ -592,10 +588,6 @@ def test_requeue(six):
     assert store.run(rid).attempt == 4
 
 
-@pytest.mark.xfail(reason="BUG: requeue() keeps `started` of the attempt that ended (retry() "
-                          "clears it), so a requeued run waiting in the queue shows a growing "
-                          "elapsed time in `queue ls` and started != null in `ls --json`",
-                   strict=True)
 def test_requeued_run_has_no_start_time(six):
     store, ids = six
     assert store.mark_running(ids[0], "cpu0", 1, None)
@@ -704,10 +696,6 @@ def test_metrics_for_many_ids_chunks(tmp_path):
                                                               {"epoch": 2, "id": ids[3]}]}
 
 
-@pytest.mark.xfail(reason="BUG: Store.runs(ids=...) puts one `?` per id in a single statement "
-                          "(metrics_for chunks, runs does not): over 999 ids it fails with 'too "
-                          "many SQL variables' on SQLite builds before 3.32, e.g. print_summary "
-                          "after `queue run` of a 1000-run sweep", strict=True)
 def test_runs_by_many_ids_on_an_old_sqlite_limit(tmp_path):
     store, ids = _big(tmp_path)
     _old_sqlite_limit(store)
