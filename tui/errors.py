@@ -9,9 +9,12 @@ import os
 import sys
 import traceback
 
-import click
+import typer
 
 from engine.errors import GridrunError
+
+# Typer vendors click from 0.27 on: take click's classes from Typer, whichever it uses.
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 def report_error(error: GridrunError) -> int:
@@ -30,12 +33,12 @@ def run_app(app, argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         return report_error(e)
-    except click.exceptions.UsageError as e:
+    except _UsageError as e:
         e.show()
         return 2
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("", file=sys.stderr)
         return 130
     except BrokenPipeError:
