@@ -214,8 +214,9 @@ class Daemon:
         if child.shared and any(m in text for m in OOM_MARKERS):
             # sharing caused it: run it alone, and give that GPU fewer runs of this sweep
             gpu = child.gpu_indices[0]
+            sharing = 1 + sum(1 for c in self.children.values() if gpu in c.gpu_indices)
             key = (run.sweep_id, gpu)
-            self.max_per_gpu[key] = max(1, self.max_per_gpu.get(key, 2) - 1)
+            self.max_per_gpu[key] = max(1, min(self.max_per_gpu.get(key, sharing), sharing) - 1)
             self.store.requeue(run.id, exclusive=True, error="out of GPU memory while sharing")
             self._emit("requeued", run.id, "out of GPU memory while sharing; requeued alone")
             return

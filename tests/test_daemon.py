@@ -322,3 +322,31 @@ def test_gpu_memory_estimates_pack_runs(cli, tmp_path):
     runs = sorted(cli.runs(), key=lambda r: r["started"])
     assert runs[1]["started"] < runs[0]["ended"]       # two at once
     assert runs[2]["started"] >= min(runs[0]["ended"], runs[1]["ended"]) - 0.05
+
+
+def test_out_of_memory_while_sharing_requeues_the_run_alone(cli, tmp_path):
+    path = tmp_path / "oom.toml"
+    path.write_text(f'name = "oom"\ncommand = [{PY}, {TRAIN}, "--lr", "{{lr}}", "--epochs", "3",'
+                    ' "--sleep", "0.3", "{flag}"]\n[grid]\nlr = [0.1]\nflag = ["--oom-first"]\n'
+                    '[[include]]\nlr = 0.2\nflag = "--child"\n')
+    env = cli_env(cli.home, GRIDRUN_FAKE_GPUS="1x16")
+    res = cli("queue", "run", path, "--slots-per-gpu", "2", env=env, check=0)
+    oom, other = cli.runs()
+    assert (oom["status"], oom["attempt"]) == ("done", 2)
+    assert other["status"] == "done"
+    # the retry ran alone: it started after its neighbour had ended
+    assert oom["started"] >= other["ended"] - 0.05
+    assert "out of GPU memory while sharing; requeued alone" in (cli.home / "daemon.log").read_text()
+    assert "2 runs: 2 done" in res.stdout
+
+
+def test_a_loss_stuck_at_chance_is_flagged(cli, sweep_file):
+    path = sweep_file("stuck", "[grid]\nlr = [0.1]\nseed = [0]\n", script_args="--stuck --epochs 4")
+    res = cli("queue", "run", path, check=0)
+    (run,) = cli.runs()
+    assert run["flags"] == ["not_learning"]
+    assert "warning stuck#1 (id 1): not_learning" in res.stdout
+    # a learning run is not flagged
+    path2 = sweep_file("fine", "[grid]\nlr = [0.1]\nseed = [0]\n", script_args="--epochs 4")
+    cli("queue", "run", path2, check=0)
+    assert cli.runs("--sweep", "fine")[0]["flags"] == []

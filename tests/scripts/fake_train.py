@@ -11,6 +11,8 @@ It behaves like the scripts users bring, and can misbehave on request:
     --ignore-term             ignore SIGTERM (the daemon must SIGKILL after the grace period)
     --nan-at K                report/print a NaN loss at epoch K
     --marker FILE             append "start <pid> <attempt>" to FILE when it starts
+    --oom-first               on its first attempt, fail as PyTorch does when the GPU is full
+    --stuck                   a loss that never leaves ln(10), at chance accuracy
 """
 import argparse
 import json
@@ -33,6 +35,8 @@ p.add_argument("--child", action="store_true")
 p.add_argument("--ignore-term", action="store_true")
 p.add_argument("--nan-at", type=int, default=0)
 p.add_argument("--marker", default="")
+p.add_argument("--oom-first", action="store_true")
+p.add_argument("--stuck", action="store_true")
 args = p.parse_args()
 
 run_dir = os.environ.get("GRIDRUN_RUN_DIR", ".")
@@ -62,6 +66,12 @@ for epoch in range(start, args.epochs + 1):
     # deterministic in (lr, seed, epoch): results can be checked against a hand computation
     loss = round(1.0 / (epoch * (1 + args.lr * 10)) + args.seed * 0.001, 6)
     acc = round(min(99.0, 50 + epoch * 10 * (1 + args.lr)) - args.seed * 0.1, 4)
+    if args.oom_first and os.environ.get("GRIDRUN_ATTEMPT") == "1":
+        print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
+    if args.stuck:
+        loss, acc = 2.302585 + 0.0003 * (epoch % 2), 10.0
     if args.nan_at == epoch:
         loss = float("nan")
     if args.garbage:
