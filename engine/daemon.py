@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import executor, gpus as gpu_info
+from engine import executor, gpus as gpu_info, stages
 from engine.home import DaemonLock, daemon_pid
 from engine.matrix import builtin_command
 from engine.placement import DeviceLoad, Need, Tenant, place
@@ -105,8 +105,10 @@ class Daemon:
             self.recover()
             self.store.clear_requests()
             self._describe_self()
+            self.advance_stages()
             while True:
-                self.reap()
+                if self.reap():
+                    self.advance_stages()
                 self.apply_requests()
                 self.enforce_deadlines()
                 if self.interrupted:
@@ -175,11 +177,14 @@ class Daemon:
 
     # -- children -------------------------------------------------------------------------------
 
-    def reap(self) -> None:
+    def reap(self) -> int:
+        """Conclude the children that have exited; returns how many did."""
+        reaped = 0
         for run_id, child in list(self.children.items()):
             code = child.proc.poll()
             if code is None:
                 continue
+            reaped += 1
             del self.children[run_id]
             self.launch_due = 0.0
             if child.pidfd is not None:
@@ -188,6 +193,23 @@ class Daemon:
             executor.kill_group(child.proc.pid)   # whatever the script left behind
             self._final_tail(child)
             self._conclude(child, code)
+        return reaped
+
+    def advance_stages(self) -> None:
+        """Start the next stage of staged sweeps whose current stage has ended."""
+        for sweep in self.store.sweeps():
+            while sweep.spec.get("stages"):
+                step = stages.advance(self.store, sweep)
+                if step is None:
+                    break
+                number, base = step
+                sweep = self.store.sweep(sweep.name)
+                first = next(iter(self.store.runs(sweep=sweep.name, status="queued")), None)
+                keys = ", ".join(stages.stage_keys(sweep, number))
+                if first is not None:
+                    self.on_event("stage", first, f"stage {number}: {keys} over the best of "
+                                  f"stage {number - 1}")
+                self.launch_due = 0.0
 
     def _conclude(self, child: Child, code: int) -> None:
         run = child.run

@@ -33,7 +33,7 @@ NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 TOP_KEYS = ("name", "description", "metric", "mode", "seeds", "command", "workdir", "params",
             "grid", "zip", "sample", "include", "exclude", "resources", "parse", "stages")
 RESOURCE_KEYS = ("gpus", "gpu_mem_gb", "timeout_min", "retries", "priority")
-STAGE_KEYS = ("name", "grid", "zip", "sample", "params")
+STAGE_KEYS = ("name", "grid", "zip", "params")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
 # names a command template may use besides the parameters
 TEMPLATE_EXTRAS = ("run_dir", "run_id", "sweep", "index", "attempt")
@@ -576,21 +576,51 @@ class _Builder:
 
     def stages(self) -> tuple[dict, ...]:
         stages = self.list_of_tables_raw("stages")
+        builtin = "command" not in self.data
         for i, stage in enumerate(stages):
             for key in stage:
                 if key not in STAGE_KEYS:
                     raise self.error(f'unknown key "{key}" in [[stages]], expected one of '
                                      f'{", ".join(STAGE_KEYS)}', "stages", key, nth=i,
                                      hint=did_you_mean(key, STAGE_KEYS))
-            grid = stage.get("grid", {})
-            self.expect(isinstance(grid, dict) and all(isinstance(v, list) and v
-                                                       for v in flatten(grid).values()),
-                        "a stage's grid values must be non-empty lists", "stages", "grid", nth=i)
+            tables = {}
+            for part in ("grid", "zip", "params"):
+                table = stage.get(part, {})
+                self.expect(isinstance(table, dict), f"a stage's {part} must be a table",
+                            "stages", part, nth=i)
+                tables[part] = flatten(table)
+            for part in ("grid", "zip"):
+                for key, values in tables[part].items():
+                    self.expect(isinstance(values, list) and len(values) > 0,
+                                f'stage {i + 2}: {part} value "{key}" must be a non-empty list',
+                                "stages", f"{part}.{key}", nth=i)
+            self.expect(bool(tables["grid"] or tables["zip"]),
+                        f"stage {i + 2} varies nothing: give it a grid", "stages", nth=i)
+            if len({len(v) for v in tables["zip"].values()}) > 1:
+                raise self.error(f"stage {i + 2}: zip lists have unequal lengths", "stages",
+                                 "zip", nth=i)
+            values = [(k, v) for k, vs in (*tables["grid"].items(), *tables["zip"].items())
+                      for v in vs] + list(tables["params"].items())
+            for key, value in values:
+                self.check_value(value, "stages", key, nth=i)
+                if builtin:
+                    self.check_stage_schema(key, value, i)
         if stages:
             self.expect(self.data.get("metric") is not None,
                         "[[stages]] keep the best of each stage, which needs metric = \"...\"",
                         "", "stages")
         return tuple(stages)
+
+    def check_stage_schema(self, key: str, value: Any, nth: int) -> None:
+        from experiments import schema
+
+        if schema.is_free(key):
+            return
+        if schema.lookup(key) is None:
+            raise self.error(f'unknown parameter "{key}" for the built-in trainer', "stages",
+                             key, nth=nth, hint=did_you_mean(key, schema.known_names()))
+        if problem := schema.check(key, value):
+            raise self.error(f'"{key}": {problem}', "stages", key, nth=nth)
 
     def list_of_tables_raw(self, name: str) -> list[dict]:
         value = self.data.get(name, [])

@@ -1,35 +1,61 @@
 """A sweep's results table: one row per configuration, seeds folded into mean ± std.
 
-Plain data in and out (a `ResultTable`), so the CLI, the interface and the exports all show the
-same numbers; `render` turns it into markdown, CSV, LaTeX or JSON.
+Plain data in and out (`ResultTable`), so the CLI, the interface and every export show the
+same numbers, and the table is always made from the store, never by hand. A configuration is
+the sweep's varying parameters without `seed` (or the `--group-by` keys: a marginal table).
+Each run gives its headline metric at its best epoch (by the sweep's mode) or its last, and
+the final value of the other metrics. Runs that are not done are shown as such.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.matrix import format_value
+from engine.errors import GridrunError, did_you_mean
+from engine.matrix import canonical
 from engine.store import Run, Store, Sweep
 
-GUESSES = ("val_acc", "val_accuracy", "accuracy", "test_acc", "acc", "val_loss", "loss")
-FORMATS = ("md", "csv", "latex", "json")
+# what to rank by when a sweep names no metric: the first of these that its runs report
+GUESSES = ("val_acc", "val_accuracy", "test_acc", "accuracy", "acc", "val_loss", "loss")
+# the other columns, in this order, where the runs report them (final values)
+EXTRA_COLUMNS = ("train_loss", "loss", "train_acc", "accuracy", "val_loss", "val_acc",
+                 "val_accuracy", "val_top5", "test_loss", "test_acc", "test_accuracy",
+                 "test_top5", "params")
+# never part of "every metric equal": they describe the machine or echo a parameter
+NOT_RESULTS = {"time", "epoch_seconds", "samples_per_s", "lr", "epoch", "epochs", "step",
+               "steps", "warning", "attempt"}
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float | None
+    std: float | None
+    n: int
+
+    @staticmethod
+    def of(values: Iterable[float]) -> Stat:
+        values = [v for v in values if v is not None]
+        if not values:
+            return Stat(None, None, 0)
+        return Stat(statistics.fmean(values),
+                    statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
 
 
 @dataclass(frozen=True)
 class Row:
     config: dict[str, Any]
-    mean: float | None
-    std: float | None
-    n: int                       # runs with a value
+    headline: Stat
+    best_epoch: float | None
+    columns: dict[str, Stat]      # EXTRA_COLUMNS present in the sweep
+    wall_s: float | None          # mean wall time of its finished runs
     statuses: dict[str, int]
     flags: list[str]
-    best_epoch: float | None
     run_ids: list[int]
+    chosen: bool = False          # the configuration a staged study carried forward
 
 
 @dataclass(frozen=True)
@@ -37,28 +63,44 @@ class ResultTable:
     sweep: str
     metric: str | None
     mode: str
-    keys: list[str]              # the configuration's columns
+    keys: list[str]               # the configuration's columns
+    columns: list[str]            # the extra metric columns shown
     rows: list[Row] = field(default_factory=list)
+    pick: str = "best"
+    stage: int | None = None
+
+    @property
+    def best(self) -> Row | None:
+        return self.rows[0] if self.rows and self.rows[0].headline.mean is not None else None
 
 
 def is_loss(name: str) -> bool:
-    return "loss" in name or "err" in name or "perplexity" in name
+    return any(word in name for word in ("loss", "err", "perplexity", "mse", "mae"))
 
 
-def choose_metric(sweep: Sweep, runs: list[Run], metric: str | None) -> tuple[str | None, str]:
+def is_accuracy(name: str) -> bool:
+    return any(word in name for word in ("acc", "top1", "top5", "precision", "recall", "f1"))
+
+
+def choose_metric(sweep: Sweep, runs: list[Run], metric: str | None, mode: str | None
+                  ) -> tuple[str | None, str]:
     names = {n for r in runs for n in r.metric_names}
     chosen = metric or sweep.metric or next((g for g in GUESSES if g in names), None)
+    if mode is not None:
+        return chosen, mode
     if metric is None and sweep.metric is not None:
         return chosen, sweep.mode
     return chosen, "min" if chosen and is_loss(chosen) else "max"
 
 
+def numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def run_value(history: list[dict], metric: str, mode: str, pick: str
               ) -> tuple[float | None, float | None]:
-    """(value, epoch) of a run's metric: its best epoch by mode, or its last report."""
-    points = [(row[metric], row.get("epoch")) for row in history
-              if isinstance(row.get(metric), (int, float)) and not isinstance(row.get(metric), bool)
-              and math.isfinite(row[metric])]
+    """(value, epoch) of a run's metric: at its best epoch by mode, or its last report."""
+    points = [(row[metric], row.get("epoch")) for row in history if numeric(row.get(metric))]
     if not points:
         return None, None
     if pick == "last":
@@ -67,109 +109,120 @@ def run_value(history: list[dict], metric: str, mode: str, pick: str
     return chooser(points, key=lambda p: p[0])
 
 
+def final_values(history: list[dict]) -> dict[str, Any]:
+    """The last reported value of every metric."""
+    last: dict[str, Any] = {}
+    for row in history:
+        last.update({k: v for k, v in row.items() if v is not None})
+    return last
+
+
+def parse_where(items: list[str] | None) -> dict[str, Any]:
+    """`--where optimizer=adam --where lr=0.1` -> {optimizer: "adam", lr: 0.1}."""
+    where: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise GridrunError(f'--where "{item}": expected key=value')
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        where[key.strip()] = value
+    return where
+
+
+def _check_keys(keys: Iterable[str], runs: list[Run], option: str) -> None:
+    known = {k for r in runs for k in r.params}
+    for key in keys:
+        if key not in known:
+            raise GridrunError(f'{option} "{key}": no run has that parameter',
+                               hint=did_you_mean(key, known))
+
+
 def build(store: Store, sweep_name: str, metric: str | None = None, mode: str | None = None,
-          pick: str = "best") -> ResultTable:
+          pick: str = "best", group_by: list[str] | None = None,
+          where: Mapping[str, Any] | None = None, run_ids: set[int] | None = None,
+          stage: int | None = None) -> ResultTable:
     sweep = store.require_sweep(sweep_name)
     runs = store.runs(sweep=sweep_name)
-    metric, guessed_mode = choose_metric(sweep, runs, metric)
-    mode = mode or guessed_mode
-    keys = [k for k in sweep.varying if k != "seed"]
-    histories = store.metrics_for([r.id for r in runs]) if metric else {}
+    where = dict(where or {})
+    _check_keys(where, runs, "--where")
+    _check_keys(group_by or [], runs, "--group-by")
+    runs = [r for r in runs if all(r.params.get(k) == v for k, v in where.items())
+            and (run_ids is None or r.id in run_ids)]
+    metric, mode = choose_metric(sweep, runs, metric, mode)
+    keys = list(group_by) if group_by else [k for k in sweep.varying
+                                            if k != "seed" and k not in where]
+    histories = store.metrics_for([r.id for r in runs])
     groups: dict[str, list[Run]] = {}
     for run in runs:
-        config = {k: run.params.get(k) for k in keys}
-        groups.setdefault(json.dumps(config, sort_keys=True, default=str), []).append(run)
-    rows = []
-    for members in groups.values():
-        values, epochs = [], []
-        for run in members:
-            value, epoch = run_value(histories.get(run.id, []), metric, mode, pick) \
-                if metric else (None, None)
-            if value is not None:
-                values.append(float(value))
-                if isinstance(epoch, (int, float)):
-                    epochs.append(float(epoch))
-        statuses: dict[str, int] = {}
-        for run in members:
-            statuses[run.status] = statuses.get(run.status, 0) + 1
-        rows.append(Row(
-            config={k: members[0].params.get(k) for k in keys},
-            mean=statistics.fmean(values) if values else None,
-            std=statistics.stdev(values) if len(values) > 1 else (0.0 if values else None),
-            n=len(values), statuses=statuses,
-            flags=sorted({f for r in members for f in r.flags}),
-            best_epoch=statistics.fmean(epochs) if epochs else None,
-            run_ids=[r.id for r in members]))
+        groups.setdefault(canonical({k: run.params.get(k) for k in keys}), []).append(run)
+    present = {n for r in runs for n in r.metric_names}
+    columns = [c for c in EXTRA_COLUMNS if c in present and c != metric]
+    rows = [_row(members, keys, metric, mode, pick, columns, histories)
+            for members in groups.values()]
     sign = -1 if mode == "max" else 1
-    rows.sort(key=lambda r: (r.mean is None, sign * (r.mean or 0)))
-    return ResultTable(sweep_name, metric, mode, keys, rows)
+    rows.sort(key=lambda r: (r.headline.mean is None, sign * (r.headline.mean or 0)))
+    rows = _flag_twins(rows, histories)
+    return ResultTable(sweep_name, metric, mode, keys, columns, rows, pick, stage)
 
 
-# ----------------------------------------------------------------------------------------------
-# rendering
+def _row(members: list[Run], keys: list[str], metric: str | None, mode: str, pick: str,
+         columns: list[str], histories: dict[int, list[dict]]) -> Row:
+    headline, epochs, finals, walls = [], [], [], []
+    for run in members:
+        history = histories.get(run.id, [])
+        if metric:
+            value, epoch = run_value(history, metric, mode, pick)
+            if value is not None:
+                headline.append(float(value))
+                if numeric(epoch):
+                    epochs.append(float(epoch))
+        finals.append(final_values(history))
+        if run.status == "done" and run.started and run.ended:
+            walls.append(run.ended - run.started)
+    statuses: dict[str, int] = {}
+    for run in members:
+        statuses[run.status] = statuses.get(run.status, 0) + 1
+    return Row(
+        config={k: members[0].params.get(k) for k in keys},
+        headline=Stat.of(headline),
+        best_epoch=statistics.fmean(epochs) if epochs else None,
+        columns={c: Stat.of(f[c] for f in finals if numeric(f.get(c))) for c in columns},
+        wall_s=statistics.fmean(walls) if walls else None,
+        statuses=statuses,
+        flags=sorted({f for r in members for f in r.flags}),
+        run_ids=[r.id for r in members])
 
 
-def fmt_value(value: float | None, metric: str | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if metric and is_loss(metric) else f"{value:.4f}"
-
-
-def status_text(statuses: dict[str, int]) -> str:
-    return ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-
-
-def records(table: ResultTable) -> list[dict[str, Any]]:
+def _flag_twins(rows: list[Row], histories: dict[int, list[dict]]) -> list[Row]:
+    """Configurations whose every metric equals another's to the last digit: a sign that the
+    runs were not independent (a copied row, weights carried over from the previous run)."""
+    signatures: dict[str, int] = {}
     out = []
-    for row in table.rows:
-        out.append({**row.config, "metric": table.metric, "mean": row.mean, "std": row.std,
-                    "n": row.n, "best_epoch": row.best_epoch, "status": row.statuses,
-                    "flags": row.flags, "run_ids": row.run_ids})
+    for i, row in enumerate(rows):
+        finals = []
+        for run_id in row.run_ids:
+            final = {k: v for k, v in final_values(histories.get(run_id, [])).items()
+                     if k not in NOT_RESULTS and numeric(v)}
+            if final:
+                finals.append(final)
+        twin = None
+        if finals:
+            signature = json.dumps(sorted(canonical(f) for f in finals))
+            twin = signatures.setdefault(signature, i)
+        if twin is not None and twin != i:
+            label = "same_metrics_as:" + config_text(rows[twin].config)
+            row = Row(**{**row.__dict__, "flags": sorted({*row.flags, label})})
+            first = out[twin]
+            out[twin] = Row(**{**first.__dict__, "flags": sorted(
+                {*first.flags, "same_metrics_as:" + config_text(row.config)})})
+        out.append(row)
     return out
 
 
-def _cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
-    header = [*table.keys, f"{table.metric or 'metric'} ({table.mode})", "n", "best epoch",
-              "runs", "flags"]
-    body = []
-    for row in table.rows:
-        value = "-" if row.mean is None else (
-            f"{fmt_value(row.mean, table.metric)} ± {fmt_value(row.std, table.metric)}")
-        body.append([*[format_value(row.config[k]) for k in table.keys], value, str(row.n),
-                     "-" if row.best_epoch is None else f"{row.best_epoch:g}",
-                     status_text(row.statuses), ", ".join(row.flags)])
-    return header, body
+def config_text(config: Mapping[str, Any]) -> str:
+    from engine.matrix import format_value
 
-
-def render(table: ResultTable, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps({"sweep": table.sweep, "metric": table.metric, "mode": table.mode,
-                           "rows": records(table)}, indent=2) + "\n"
-    header, body = _cells(table)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow([*table.keys, "metric", "mean", "std", "n", "best_epoch", "status",
-                         "flags"])
-        for row in table.rows:
-            writer.writerow([*[format_value(row.config[k]) for k in table.keys], table.metric,
-                             row.mean, row.std, row.n, row.best_epoch,
-                             status_text(row.statuses), " ".join(row.flags)])
-        return buf.getvalue()
-    if fmt == "latex":
-        def esc(text: str) -> str:
-            for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"),
-                         ("#", r"\#"), ("±", r"$\pm$")):
-                text = text.replace(a, b)
-            return text
-        lines = [r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule",
-                 " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
-        lines += [" & ".join(esc(c) for c in cells) + r" \\" for cells in body]
-        lines += [r"\bottomrule", r"\end{tabular}"]
-        return "\n".join(lines) + "\n"
-    # markdown
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |"
-    out = [line(header), "|" + "|".join("---" for _ in header) + "|"]
-    out += [line(cells) for cells in body]
-    return "\n".join(out) + "\n"
+    return " ".join(f"{k}={format_value(v)}" for k, v in config.items()) or "(all runs)"

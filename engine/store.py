@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import GridrunError
-from engine.matrix import SweepSpec, slug
+from engine.matrix import RunSpec, SweepSpec, slug
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
@@ -298,29 +298,59 @@ class Store:
                 # the union, so that slugs of later adds still name what varies across the sweep
                 varying = old.get("varying", []) + [k for k in spec.varying
                                                     if k not in old.get("varying", [])]
+                # what the daemon decided (the bases of later stages) outlives re-adding the file
                 merged = {**spec.to_json(), "varying": varying,
-                          "stages": spec.to_json()["stages"] or old.get("stages", [])}
+                          "stage_bases": old.get("stage_bases", {})}
                 conn.execute("UPDATE sweeps SET spec = ?, updated = ? WHERE id = ?",
                              (dumps(merged), now, sweep_id))
-            existing = {k for (k,) in conn.execute("SELECT key FROM runs WHERE sweep_id = ?",
-                                                   (sweep_id,))}
-            next_idx = conn.execute("SELECT COALESCE(MAX(idx), 0) FROM runs WHERE sweep_id = ?",
-                                    (sweep_id,)).fetchone()[0]
-            new_ids = []
-            for run in spec.runs:
-                key = run.key
-                if key in existing:
-                    continue
-                existing.add(key)
-                next_idx += 1
-                folder = self.home / spec.name / f"{next_idx:04d}-{slug(run.params, varying)}"
-                cur = conn.execute(
-                    "INSERT INTO runs (sweep_id, idx, key, params, stage, run_dir, retries_left,"
-                    " priority, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (sweep_id, next_idx, key, dumps(run.params), run.stage, str(folder),
-                     res.retries, res.priority, now))
-                new_ids.append(cur.lastrowid)
+            new_ids = self._insert_runs(conn, sweep_id, spec.name, spec.runs, varying,
+                                        res.retries, res.priority)
         return AddResult(spec.name, len(new_ids), len(spec.runs) - len(new_ids), new_ids)
+
+    def _insert_runs(self, conn: sqlite3.Connection, sweep_id: int, sweep_name: str,
+                     runs: Sequence[RunSpec], varying: list[str], retries: int, priority: int
+                     ) -> list[int]:
+        """Runs not yet in the sweep (by parameters) get the next indices and a folder."""
+        existing = {k for (k,) in conn.execute("SELECT key FROM runs WHERE sweep_id = ?",
+                                               (sweep_id,))}
+        next_idx = conn.execute("SELECT COALESCE(MAX(idx), 0) FROM runs WHERE sweep_id = ?",
+                                (sweep_id,)).fetchone()[0]
+        new_ids = []
+        now = time.time()
+        for run in runs:
+            key = run.key
+            if key in existing:
+                continue
+            existing.add(key)
+            next_idx += 1
+            folder = self.home / sweep_name / f"{next_idx:04d}-{slug(run.params, varying)}"
+            cur = conn.execute(
+                "INSERT INTO runs (sweep_id, idx, key, params, stage, run_dir, retries_left,"
+                " priority, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (sweep_id, next_idx, key, dumps(run.params), run.stage, str(folder),
+                 retries, priority, now))
+            new_ids.append(cur.lastrowid)
+        return new_ids
+
+    def add_stage(self, sweep_id: int, number: int, base: dict, runs: Sequence[RunSpec],
+                  keys: list[str]) -> list[int]:
+        """Record the base chosen for a stage and queue its runs, in one transaction; a stage
+        already expanded (another process was first) is left as it is."""
+        with self.write() as conn:
+            spec = json.loads(conn.execute("SELECT spec FROM sweeps WHERE id = ?",
+                                           (sweep_id,)).fetchone()[0])
+            bases = spec.setdefault("stage_bases", {})
+            if str(number) in bases:
+                return []
+            bases[str(number)] = base
+            spec["varying"] = spec.get("varying", []) + [k for k in keys
+                                                         if k not in spec.get("varying", [])]
+            conn.execute("UPDATE sweeps SET spec = ?, updated = ? WHERE id = ?",
+                         (dumps(spec), time.time(), sweep_id))
+            name = conn.execute("SELECT name FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()[0]
+            res = spec.get("resources", {})
+            return self._insert_runs(conn, sweep_id, name, runs, spec["varying"],
+                                     res.get("retries", 0), res.get("priority", 0))
 
     def sweeps(self) -> list[Sweep]:
         return [_sweep(r) for r in self.read(

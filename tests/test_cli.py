@@ -113,20 +113,24 @@ def test_show_cancel_retry_on_unknown_ids(cli, sweep_file):
 def test_results_in_every_format(cli, sweep_file):
     path = sweep_file("res", "seeds = [0, 1]\nmetric = \"accuracy\"\n[grid]\nlr = [0.1, 0.5]\n")
     cli("queue", "run", path, "--cpu-slots", "2", check=0)
-    md = cli("results", "res", check=0).stdout.splitlines()
-    assert md[0].startswith("| lr | accuracy (max) | n |")
+    md = cli("results", "res", check=0).stdout.splitlines()  # piped: markdown
+    assert md[0] == "| lr | accuracy | n | best epoch | loss | time/run |"
     assert len(md) == 4  # header, rule, two configurations
-    # fake_train, 3 epochs: accuracy = min(99, 50 + 10 * epoch * (1 + lr)) - 0.1 * seed
-    assert md[2] == "| 0.5 | 94.9500 ± 0.0707 | 2 | 3 | 2 done |  |"
-    assert md[3] == "| 0.1 | 82.9500 ± 0.0707 | 2 | 3 | 2 done |  |"
+    # fake_train, 3 epochs: accuracy = min(99, 50 + 10 * epoch * (1 + lr)) - 0.1 * seed,
+    # loss = 1 / (epoch * (1 + 10 lr)) + 0.001 * seed; the best row is bold
+    assert md[2].startswith("| **0.5** | **94.95 ± 0.07** | **2** | **3** | **0.05606** |")
+    assert md[3].startswith("| 0.1 | 82.95 ± 0.07 | 2 | 3 | 0.1672 |")
     rows = list(csv.DictReader(io.StringIO(cli("results", "res", "-f", "csv", check=0).stdout)))
-    assert [(r["lr"], float(r["mean"])) for r in rows] == [("0.5", 94.95), ("0.1", 82.95)]
+    assert [(r["lr"], float(r["mean"]), float(r["std"])) for r in rows] == [
+        ("0.5", 94.95, pytest.approx(0.0707107)), ("0.1", 82.95, pytest.approx(0.0707107))]
     data = json.loads(cli("results", "res", "--format", "json", check=0).stdout)
     assert data["metric"] == "accuracy" and [r["n"] for r in data["rows"]] == [2, 2]
     latex = cli("results", "res", "--format", "latex", check=0).stdout
     assert latex.count(r"\\") == 3 and r"\toprule" in latex and r"$\pm$" in latex
+    assert r"\textbf{0.5}" in latex
     by_loss = cli("results", "res", "--metric", "loss", "--last", check=0).stdout.splitlines()
-    assert "loss (min)" in by_loss[0] and by_loss[2].startswith("| 0.5 |")
+    assert by_loss[0].startswith("| lr | loss (last) | n | epoch |")
+    assert by_loss[2].startswith("| **0.5** | **0.05606 ± 0.0007071** | **2** | **3** | **94.95** |")
     assert 'unknown format "xml"' in cli("results", "res", "-f", "xml", check=2).stderr
     missing = cli("results", "rez", check=2).stderr
     assert 'no sweep named "rez"' in missing and 'did you mean "res"?' in missing

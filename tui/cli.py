@@ -21,6 +21,7 @@ app = typer.Typer(
     rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(cmd_queue.app, name="queue")
 app.command("results")(cmd_results.results)
+app.command("plot")(cmd_results.plot)
 app.command("gpus")(cmd_gpus.gpus)
 
 

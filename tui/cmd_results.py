@@ -1,4 +1,4 @@
-"""`gridrun results SWEEP`: the sweep's table, mean ± std over seeds, best first."""
+"""`gridrun results SWEEP` and `gridrun plot SWEEP`: the report's table and figure, from the store."""
 from __future__ import annotations
 
 import sys
@@ -8,34 +8,123 @@ from typing import Annotated, Optional
 import typer
 
 from engine.errors import GridrunError, did_you_mean
-from tui.options import HomeOption, open_home
+from tui.options import HomeOption, console, open_home
+
+SweepArg = Annotated[str, typer.Argument(help="Sweep name.", show_default=False)]
+MetricOpt = Annotated[Optional[str], typer.Option(
+    "--metric", help="Metric to rank by [default: the sweep's].", show_default=False)]
+ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="max or min.", show_default=False)]
+GroupBy = Annotated[Optional[list[str]], typer.Option(
+    "--group-by", help="A marginal table over these keys (repeatable).", show_default=False)]
+Where = Annotated[Optional[list[str]], typer.Option(
+    "--where", help="Only runs with key=value (repeatable).", show_default=False)]
 
 
-def results(sweep: Annotated[str, typer.Argument(help="Sweep name.")],
-            home: HomeOption = None,
-            fmt: Annotated[Optional[str], typer.Option(
-                "--format", "-f", help="md, csv, latex or json [default: md]")] = None,
-            metric: Annotated[Optional[str], typer.Option(
-                "--metric", help="Metric to rank by [default: the sweep's].")] = None,
-            mode: Annotated[Optional[str], typer.Option("--mode", help="max or min.")] = None,
-            last: Annotated[bool, typer.Option(
-                "--last", help="Read each run's last epoch instead of its best.")] = False,
-            output: Annotated[Optional[Path], typer.Option(
-                "-o", "--output", help="Write to this file.")] = None) -> None:
-    """Print the results table of a sweep (one row per configuration, seeds folded together)."""
-    from engine import results as res
-
-    chosen = fmt or "md"
-    if chosen not in res.FORMATS:
-        raise GridrunError(f'unknown format "{chosen}", expected one of {", ".join(res.FORMATS)}',
-                           hint=did_you_mean(chosen, res.FORMATS))
+def _check_mode(mode: str | None) -> None:
     if mode is not None and mode not in ("max", "min"):
         raise GridrunError(f'mode must be "max" or "min", got "{mode}"')
+
+
+def tables_for(store, sweep_name: str, *, metric, mode, pick, group_by, where, stage):
+    """The table, or one table per stage for a staged sweep (or the one asked for)."""
+    from engine import results, stages
+
+    sweep = store.require_sweep(sweep_name)
+    where_values = results.parse_where(where)
+    options = {"metric": metric, "mode": mode, "pick": pick, "where": where_values}
+    if not sweep.spec.get("stages") or group_by:
+        if stage is not None and not sweep.spec.get("stages"):
+            raise GridrunError(f"sweep {sweep_name} has no stages")
+        return [results.build(store, sweep_name, group_by=group_by, **options)]
+    infos = stages.stages(store, sweep)
+    if stage is not None:
+        if not 1 <= stage <= stages.stage_count(sweep):
+            raise GridrunError(f"sweep {sweep_name} has stages 1 to {stages.stage_count(sweep)}")
+        if stage > len(infos):
+            raise GridrunError(f"stage {stage} has not started yet: stage {len(infos)} is "
+                               "still running or ended without a done run")
+        infos = [infos[stage - 1]]
+    return [stages.stage_table(store, sweep, info, **options) for info in infos]
+
+
+def results(sweep: SweepArg, home: HomeOption = None,
+            fmt: Annotated[Optional[str], typer.Option(
+                "--format", "-f", help="md, csv, latex or json [default: a table on a terminal, "
+                "md when piped]", show_default=False)] = None,
+            metric: MetricOpt = None, mode: ModeOpt = None,
+            last: Annotated[bool, typer.Option(
+                "--last/--best", help="Read each run's metric at its last epoch, or its best.")
+            ] = False,
+            group_by: GroupBy = None, where: Where = None,
+            stage: Annotated[Optional[int], typer.Option(
+                "--stage", help="One stage of a staged study.", show_default=False)] = None,
+            output: Annotated[Optional[Path], typer.Option(
+                "-o", "--output", help="Write to this file (format from --format, else from "
+                "its extension).", show_default=False)] = None) -> None:
+    """The results table of a sweep: mean ± std over seeds per configuration, best first."""
+    from engine import table_format
+
+    if fmt is None and output is not None:
+        fmt = {".md": "md", ".csv": "csv", ".tex": "latex", ".json": "json"}.get(
+            output.suffix.lower(), "md")
+    if fmt is not None and fmt not in table_format.FORMATS:
+        raise GridrunError(f'unknown format "{fmt}", expected one of '
+                           f'{", ".join(table_format.FORMATS)}',
+                           hint=did_you_mean(fmt, table_format.FORMATS))
+    _check_mode(mode)
     _, store = open_home(home)
-    table = res.build(store, sweep, metric, mode, "last" if last else "best")
-    text = res.render(table, chosen)
+    tables = tables_for(store, sweep, metric=metric, mode=mode, pick="last" if last else "best",
+                        group_by=group_by, where=where, stage=stage)
+    if fmt is None and output is None and sys.stdout.isatty():
+        _print_rich(tables)
+        return
+    text = table_format.render(tables, fmt or "md")
     if output is not None:
         output.write_text(text)
         print(f"wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+
+
+def _print_rich(tables) -> None:
+    from rich.table import Table
+
+    from engine import table_format
+
+    out = console()
+    for table in tables:
+        header, body = table_format.cells(table)
+        title = f"{table.sweep}" + (f", stage {table.stage}" if table.stage else "")
+        view = Table(title=f"{title}: {table.metric} ({table.mode})", title_justify="left",
+                     box=None, pad_edge=False)
+        for name in header:
+            view.add_column(name, justify="left" if name in table.keys else "right")
+        for row, cells in zip(table.rows, body):
+            view.add_row(*cells, style="bold" if table.best is row else
+                         ("dim" if row.headline.mean is None else None))
+        out.print(view)
+
+
+def plot(sweep: SweepArg, home: HomeOption = None,
+         metric: Annotated[Optional[list[str]], typer.Option(
+             "--metric", help="Metric to draw (repeatable: a grid of panels) [default: the "
+             "sweep's].", show_default=False)] = None,
+         group_by: GroupBy = None, where: Where = None,
+         output: Annotated[Optional[Path], typer.Option(
+             "-o", "--output", help="PNG, SVG or PDF, by extension [default: "
+             "<home>/<sweep>/curves.png].", show_default=False)] = None,
+         title: Annotated[Optional[str], typer.Option("--title", show_default=False)] = None
+         ) -> None:
+    """Curves over epochs, one line per configuration (mean over seeds, ± std band)."""
+    from engine import plot as plotting, results
+
+    home_path, store = open_home(home)
+    target = output or home_path / sweep / "curves.png"
+    if target.suffix.lower() not in plotting.EXTENSIONS:
+        raise GridrunError(f'cannot write "{target.suffix}" figures, expected one of '
+                           f'{", ".join(plotting.EXTENSIONS)}')
+    figure = plotting.curves(store, sweep, metrics=metric, group_by=group_by,
+                             where=results.parse_where(where), title=title)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    plotting.save(figure, target)
+    print(f"wrote {target}")
