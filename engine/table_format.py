@@ -83,7 +83,7 @@ def cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
         line = (["✓" if row.chosen else ""] if staged else [])
         line += [format_value(row.config[k]) for k in table.keys]
         line += [stat_text(metric, row.headline, percent[metric]), str(row.headline.n),
-                 "-" if row.best_epoch is None else f"{row.best_epoch:g}"]
+                 "-" if row.best_epoch is None else f"{round(row.best_epoch, 1):g}"]
         line += [stat_text(c, row.columns[c], percent[c], with_std=False) for c in table.columns]
         line += [duration(row.wall_s)]
         line += [status_text(row.statuses)] if show_status else []
