@@ -226,3 +226,19 @@ def config_text(config: Mapping[str, Any]) -> str:
     from engine.matrix import format_value
 
     return " ".join(f"{k}={format_value(v)}" for k, v in config.items()) or "(all runs)"
+
+
+def twin_runs(runs: Iterable[Run]) -> dict[int, int]:
+    """run id -> index of an earlier run of the same sweep with other parameters whose every
+    final metric is the same to the last digit (what `queue ls` flags)."""
+    seen: dict[tuple[int, str], Run] = {}
+    twins: dict[int, int] = {}
+    for run in runs:
+        final = {k: v for k, v in run.last_metrics.items() if k not in NOT_RESULTS and numeric(v)}
+        if run.status != "done" or not final:
+            continue
+        first = seen.setdefault((run.sweep_id, canonical(final)), run)
+        if first is not run and first.params != run.params:
+            twins[run.id] = first.index
+            twins.setdefault(first.id, run.index)
+    return twins

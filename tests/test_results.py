@@ -217,3 +217,15 @@ def test_stage_errors_are_found_at_add_time(cli, tmp_path):
     path.write_text(path.read_text().replace("grid.epochs = 3", "gird.epochs = [3]"))
     res = cli("queue", "add", path, check=2)
     assert 'unknown key "gird" in [[stages]]' in res.stderr and 'did you mean "grid"?' in res.stderr
+
+
+def test_queue_ls_flags_runs_with_identical_metrics(cli, tmp_path):
+    # `tag` never reaches the script, so tag=a and tag=b (same seed) print the same numbers:
+    # two configurations whose every metric is equal, the sign of runs that were not independent
+    path = tmp_path / "twins.toml"
+    path.write_text(f'name = "twins"\ncommand = [{PY}, {TRAIN}, "--epochs", "2", "--lr", "0.1", '
+                    '"--seed", "{tag_seed}"]\n[zip]\ntag = ["a", "b", "c"]\ntag_seed = [0, 0, 1]\n')
+    cli("queue", "run", path, check=0)
+    runs = cli.runs()
+    assert [r["same_metrics_as"] for r in runs] == [2, 1, None]
+    assert "same metrics as #2" in cli("queue", "ls", check=0).stdout

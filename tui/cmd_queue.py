@@ -181,7 +181,11 @@ def ls(home: HomeOption = None, sweep: Annotated[Optional[str], typer.Option(
         store.require_sweep(sweep)
     runs = store.runs(sweep=sweep, status=status)
     if as_json:
-        print(json.dumps([r.to_json() for r in runs], indent=2))
+        from engine.results import twin_runs
+
+        twins = twin_runs(runs)
+        print(json.dumps([{**r.to_json(), "same_metrics_as": twins.get(r.id)} for r in runs],
+                         indent=2))
         return
     if not runs:
         print("no runs" + (f" in sweep {sweep}" if sweep else "") +
@@ -189,15 +193,18 @@ def ls(home: HomeOption = None, sweep: Annotated[Optional[str], typer.Option(
         return
     from rich.table import Table
 
+    from engine.results import twin_runs
+
     varying = _sweep_varying(store)
     metrics = {s.id: s.metric for s in store.sweeps()}
+    twins = twin_runs(runs)
     table = Table(box=None, pad_edge=False)
     for name in ("id", "sweep", "#", "status", "device", "try", "params", "epoch", "metrics",
                  "time", "note"):
         table.add_column(name, justify="right" if name in ("id", "#", "try") else "left",
                          overflow="fold")
     for r in runs:
-        note = ", ".join(r.flags)
+        note = ", ".join(r.flags + ([f"same metrics as #{twins[r.id]}"] if r.id in twins else []))
         if r.status == "failed" and r.error:
             note = (note + " " if note else "") + r.error.splitlines()[0][:60]
         style = fmt.STATUS_STYLE.get(r.status, "")
