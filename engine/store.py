@@ -80,6 +80,26 @@ MIGRATIONS: list[str] = [
         done     REAL
     );
     """,
+    # 1 -> 2: a change counter, so that readers (the interface) fetch only the runs that
+    # changed since their last look. Statements one by one: trigger bodies hold ';'.
+    [
+        "ALTER TABLE runs ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE changes (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)",
+        "INSERT INTO changes (id, n) VALUES (1, (SELECT COUNT(*) FROM runs))",
+        "UPDATE runs SET version = id",
+        "CREATE INDEX runs_by_version ON runs (version)",
+        """CREATE TRIGGER runs_inserted AFTER INSERT ON runs BEGIN
+               UPDATE changes SET n = n + 1 WHERE id = 1;
+               UPDATE runs SET version = (SELECT n FROM changes WHERE id = 1) WHERE id = NEW.id;
+           END""",
+        # not for the insert trigger's own stamping (version changed); and recursive triggers
+        # are off, so this one's inner UPDATE does not fire it again
+        """CREATE TRIGGER runs_updated AFTER UPDATE ON runs
+           WHEN NEW.version = OLD.version BEGIN
+               UPDATE changes SET n = n + 1 WHERE id = 1;
+               UPDATE runs SET version = (SELECT n FROM changes WHERE id = 1) WHERE id = NEW.id;
+           END""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -140,6 +160,7 @@ class Run:
     created: float
     started: float | None
     ended: float | None
+    version: int = 0          # the store's change counter when this run last changed
 
     def to_json(self) -> dict:
         return {
@@ -163,14 +184,14 @@ class AddResult:
 _RUN_COLUMNS = ("r.id, s.name, r.sweep_id, r.idx, r.params, r.stage, r.run_dir, r.status, "
                 "r.attempt, r.retries_left, r.priority, r.exclusive, r.device, r.pid, "
                 "r.pid_start, r.exit_code, r.error, r.flags, r.metric_names, r.last_metrics, "
-                "r.peak_mem_mb, r.created, r.started, r.ended")
+                "r.peak_mem_mb, r.created, r.started, r.ended, r.version")
 
 
 def _run(row: Sequence) -> Run:
     return Run(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7],
                row[8], row[9], row[10], bool(row[11]), row[12], row[13], row[14], row[15],
                row[16], json.loads(row[17]), json.loads(row[18]), json.loads(row[19]), row[20],
-               row[21], row[22], row[23])
+               row[21], row[22], row[23], row[24])
 
 
 def _sweep(row: Sequence) -> Sweep:
@@ -232,7 +253,9 @@ class Store:
             # another process may have migrated while we waited for the write lock
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             for i in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[i].split(";"):
+                step = MIGRATIONS[i]
+                statements = step.split(";") if isinstance(step, str) else step
+                for statement in statements:
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {i + 1}")
@@ -409,6 +432,21 @@ class Store:
     def run(self, run_id: int) -> Run | None:
         found = self.runs(ids=[run_id])
         return found[0] if found else None
+
+    def change_counter(self) -> int:
+        """Grows with every insert or update of a run: compare it to see whether to re-read."""
+        return self.read("SELECT n FROM changes WHERE id = 1")[0][0]
+
+    def runs_changed_since(self, version: int) -> list[Run]:
+        sql = (f"SELECT {_RUN_COLUMNS} FROM runs r JOIN sweeps s ON s.id = r.sweep_id "
+               "WHERE r.version > ? ORDER BY r.id")
+        return [_run(row) for row in self.read(sql, (version,))]
+
+    def metrics_after(self, run_id: int, seq: int) -> list[tuple[int, dict]]:
+        """(seq, row) of a run's metric rows after `seq`, for incremental readers."""
+        rows = self.read("SELECT seq, data FROM metrics WHERE run_id = ? AND seq > ? "
+                         "ORDER BY seq", (run_id, seq))
+        return [(n, json.loads(d)) for n, d in rows]
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)

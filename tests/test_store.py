@@ -748,7 +748,9 @@ def test_ls_json_matches_to_json(cli, home, sweep_file):
     store = Store(home)
     store.cancel([store.runs()[1].id])
     listed = cli.runs()
-    assert listed == [json.loads(json.dumps(r.to_json())) for r in store.runs()]
+    # plus what only a look across runs can tell: a run whose metrics equal another's
+    assert listed == [{**json.loads(json.dumps(r.to_json())), "same_metrics_as": None}
+                      for r in store.runs()]
     assert all(LS_KEYS <= set(item) for item in listed)
     assert [(i["index"], i["status"], i["params"]) for i in listed] == [
         (1, "queued", {"lr": 0.1, "seed": 0}), (2, "cancelled", {"lr": 0.2, "seed": 0})]
@@ -806,3 +808,46 @@ def test_bad_file_next_to_good_ones_changes_an_existing_store_not_at_all(cli, ho
     assert [s.name for s in store.sweeps()] == ["good"]
     assert [r.to_json() for r in store.runs()] == before
     assert pragma(db, "user_version") == SCHEMA_VERSION
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
+    """tests/data/store_v1.db was written by the first schema (the quickstart sweep, run)."""
+    import shutil
+    import sqlite3
+
+    from engine.store import SCHEMA_VERSION
+
+    home = tmp_path / "old"
+    home.mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "store_v1.db", home / "gridrun.db")
+    store = Store(home)
+    conn = sqlite3.connect(home / "gridrun.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
+    runs = store.runs(sweep="quickstart")
+    assert [r.status for r in runs] == ["done"] * 6
+    assert len(store.metrics(runs[0].id)) == 4
+    # the change counter works on migrated runs: each change gives a larger version
+    start = store.change_counter()
+    assert start >= 6 and sorted(r.version for r in runs) == list(range(1, 7))
+    store.retry([runs[0].id])  # done runs are not retried: nothing changes
+    assert store.change_counter() == start
+    store.cancel([runs[1].id])
+    assert store.runs_changed_since(start) == []
+    store.requeue(runs[2].id)
+    changed = store.runs_changed_since(start)
+    assert [r.id for r in changed] == [runs[2].id] and changed[0].version > start
+
+
+def test_change_counter_tracks_inserts_and_updates(tmp_path):
+    home = tmp_path / "h"
+    path = tmp_path / "c.toml"
+    path.write_text('name = "c"\ncommand = ["python3"]\n[grid]\nx = [1, 2, 3]\n')
+    store = Store(home)
+    assert store.change_counter() == 0
+    store.add_sweep(load(path))
+    v = store.change_counter()
+    assert v == 3 and [r.version for r in store.runs()] == [1, 2, 3]
+    first = store.runs()[0]
+    store.mark_running(first.id, "cpu", 1, None)
+    assert [r.id for r in store.runs_changed_since(v)] == [first.id]
+    assert store.metrics_after(first.id, 0) == []
