@@ -7,6 +7,9 @@ the daemon lock for a moment, we may settle it ourselves (kill what is left of i
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,3 +128,27 @@ def replay_command(run: Run) -> str | None:
         return None
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in replay["env"].items())
     return f"cd {shlex.quote(replay['cwd'])} && {env} {shlex.join(replay['argv'])}"
+
+
+def start_daemon(home: Path, *, watch: bool = True, cpu_slots: int = 1,
+                 slots_per_gpu: int | None = None) -> int:
+    """Start `gridrun queue run` in its own session, its output going to daemon.log, and wait
+    until it holds the lock; returns its pid. The interface uses this: it never owns runs."""
+    home = Path(home)
+    argv = [sys.executable, "-m", "tui.cli", "queue", "run", "--home", str(home),
+            "--cpu-slots", str(cpu_slots)]
+    if watch:
+        argv.append("--watch")
+    if slots_per_gpu:
+        argv += ["--slots-per-gpu", str(slots_per_gpu)]
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "daemon.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, cwd=os.getcwd())
+    deadline = time.time() + 10
+    while time.time() < deadline and daemon_pid(home) is None and proc.poll() is None:
+        time.sleep(0.05)
+    if proc.poll() not in (None, 0):
+        raise GridrunError(f"the daemon exited at once (code {proc.returncode})",
+                           hint=f"see {home / 'daemon.log'}")
+    return proc.pid

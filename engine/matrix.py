@@ -117,21 +117,32 @@ def read_toml(path: str | Path) -> tuple[Path, str, dict]:
     except UnicodeDecodeError as e:
         raise GridrunError(f"not UTF-8 text (byte {e.start}), expected a TOML file",
                            path=str(path)) from None
+    return p, text, parse_text(text, str(path))
+
+
+def parse_text(text: str, shown: str) -> dict:
     if not text.strip():
-        raise GridrunError("empty file, expected a TOML run matrix", path=str(path),
+        raise GridrunError("empty file, expected a TOML run matrix", path=shown,
                            hint='start from `name = "my-sweep"` and a [grid] table')
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         message, line, col = split_tomllib_message(str(e))
         raise GridrunError(f"invalid TOML: {message[:1].lower()}{message[1:]}",
-                           path=str(path), line=line, col=col) from None
-    return p, text, data
+                           path=shown, line=line, col=col) from None
 
 
 def load(path: str | Path, *, max_runs: int = MAX_RUNS, check_program: bool = True) -> SweepSpec:
     p, text, data = read_toml(path)
     return _Builder(p, text, data, max_runs, check_program).build()
+
+
+def loads(text: str, path: str | Path, *, max_runs: int = MAX_RUNS,
+          check_program: bool = True) -> SweepSpec:
+    """A run matrix from text being edited, as if it were the file at `path` (which names the
+    sweep by default and anchors relative paths); the file need not exist."""
+    p = Path(path)
+    return _Builder(p, text, parse_text(text, str(p)), max_runs, check_program).build()
 
 
 def flatten(table: Mapping[str, Any], prefix: str = "", *, keep=lambda v: False) -> dict[str, Any]:

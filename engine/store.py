@@ -448,6 +448,20 @@ class Store:
                          "ORDER BY seq", (run_id, seq))
         return [(n, json.loads(d)) for n, d in rows]
 
+    def metric_series(self, run_ids: Sequence[int], metric: str, after: int = 0
+                      ) -> list[tuple[int, int, Any, Any]]:
+        """(run_id, seq, epoch, value) of one metric for many runs, extracted by SQLite itself
+        (no JSON parsing here): what sparklines need, fast on big stores."""
+        out = []
+        path = "$." + json.dumps(metric)  # quoted: any metric name is a valid JSON path key
+        for start in range(0, len(run_ids), 500):
+            chunk = list(run_ids[start:start + 500])
+            out += self.read(
+                "SELECT run_id, seq, json_extract(data, '$.epoch'), json_extract(data, ?) "
+                f"FROM metrics WHERE run_id IN ({','.join('?' * len(chunk))}) AND seq > ? "
+                "ORDER BY run_id, seq", [path, *chunk, after])
+        return out
+
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
         counts.update(dict(self.read("SELECT status, COUNT(*) FROM runs GROUP BY status")))
@@ -577,12 +591,14 @@ class Store:
             return
         with self.write() as conn:
             for u in updates:
+                # seq only grows within an attempt, even when rows are replaced, so that
+                # incremental readers can ask for "after seq N"
+                start = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM metrics WHERE "
+                                     "run_id = ?", (u.run_id,)).fetchone()[0]
                 if u.replace_source:
                     conn.execute("DELETE FROM metrics WHERE run_id = ? AND source = ?",
                                  (u.run_id, u.replace_source))
                 if u.rows:
-                    start = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM metrics WHERE "
-                                         "run_id = ?", (u.run_id,)).fetchone()[0]
                     conn.executemany(
                         "INSERT INTO metrics (run_id, seq, source, data) VALUES (?, ?, ?, ?)",
                         [(u.run_id, start + i + 1, u.source, dumps(row))

@@ -10,19 +10,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from tui import cmd_gpus, cmd_queue, cmd_results
+from tui import cmd_gpus, cmd_queue, cmd_results, cmd_tui
 from tui.errors import run_app
 
 app = typer.Typer(
     name="gridrun",
     help="A terminal experiment manager for deep-learning sweeps: TOML run matrices, a GPU "
          "queue, live curves, report tables.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    invoke_without_command=True, add_completion=False, pretty_exceptions_enable=False,
     rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(cmd_queue.app, name="queue")
 app.command("results")(cmd_results.results)
 app.command("plot")(cmd_results.plot)
 app.command("gpus")(cmd_gpus.gpus)
+app.command("tui")(cmd_tui.tui)
 
 
 def _version(value: bool) -> None:
@@ -37,9 +38,13 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def root(version: Annotated[Optional[bool], typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version.")] = None) -> None:
-    """gridrun: queue a run matrix, watch it run, read the results."""
+def root(ctx: typer.Context, version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version.")] = None
+         ) -> None:
+    """gridrun: queue a run matrix, watch it run, read the results. With no command, the
+    interface opens (as `gridrun tui`)."""
+    if ctx.invoked_subcommand is None:
+        cmd_tui.tui()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -143,23 +141,10 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
 
 def _detach(home: Path, watch: bool, slots_per_gpu: int | None, cpu_slots: int) -> int:
     """Start `queue run` again in its own session, its output going to daemon.log."""
-    argv = [sys.executable, "-m", "tui.cli", "queue", "run", "--home", str(home),
-            "--cpu-slots", str(cpu_slots)]
-    if watch:
-        argv.append("--watch")
-    if slots_per_gpu:
-        argv += ["--slots-per-gpu", str(slots_per_gpu)]
-    with open(home / "daemon.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, cwd=os.getcwd())
-    from engine.home import daemon_pid
-    deadline = time.time() + 10
-    while time.time() < deadline and daemon_pid(home) is None and proc.poll() is None:
-        time.sleep(0.05)
-    if proc.poll() not in (None, 0):
-        raise GridrunError(f"the daemon exited at once (code {proc.returncode})",
-                           hint=f"see {home / 'daemon.log'}")
-    print(f"daemon started in the background (pid {proc.pid}); log: {home / 'daemon.log'}")
+    from engine.control import start_daemon
+
+    pid = start_daemon(home, watch=watch, cpu_slots=cpu_slots, slots_per_gpu=slots_per_gpu)
+    print(f"daemon started in the background (pid {pid}); log: {home / 'daemon.log'}")
     return 0
 
 

@@ -1,0 +1,209 @@
+"""What the interface shows, read incrementally from the store.
+
+`Feed.poll()` returns a `Snapshot`: the daemon, the devices, the sweeps (counts, best headline
+value) and the runs that changed since the last poll, each with its headline-metric series for
+the sparkline. Runs are found by the store's change counter and their metric rows by `seq`, so
+a poll on a quiet 10,000-run store costs two tiny queries. Plain dataclasses out; the
+interface calls this from a worker thread, never from its event loop.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import gpus as gpu_info
+from engine.control import daemon_info
+from engine.results import GUESSES, is_loss, numeric
+from engine.store import Run, Store, Sweep
+
+HISTORY = 40  # utilisation samples kept per GPU
+
+
+@dataclass(frozen=True)
+class GpuView:
+    index: int
+    name: str
+    memory_total_gb: float
+    memory_used_gb: float | None
+    utilization: int | None
+    history: tuple[int, ...]        # recent utilisation samples, oldest first
+    runs: int                       # runs of this home on it
+
+
+@dataclass(frozen=True)
+class SweepView:
+    name: str
+    id: int
+    metric: str | None
+    mode: str
+    varying: tuple[str, ...]
+    counts: dict[str, int]
+    best: float | None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class RunView:
+    run: Run
+    series: tuple[float, ...]       # the headline metric over epochs
+    latest: float | None
+    best: float | None
+    epoch: float | None
+    epochs: float | None
+    elapsed_s: float | None
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    daemon: dict | None
+    gpus: tuple[GpuView, ...]
+    nvml: str
+    sweeps: tuple[SweepView, ...]
+    runs: tuple[RunView, ...]       # changed since the last poll (all, on the first)
+    first: bool
+    took_s: float
+
+
+@dataclass
+class _Track:
+    attempt: int
+    seq: int = 0
+    points: list[tuple[float | None, float]] = field(default_factory=list)  # (epoch, value)
+
+
+class Feed:
+    def __init__(self, store: Store, home: Path):
+        self.store = store
+        self.home = Path(home)
+        self.version = -1
+        self.tracks: dict[int, _Track] = {}
+        self.sweeps: dict[int, Sweep] = {}
+        self.util: dict[int, deque] = {}
+        self.best: dict[int, float] = {}
+        self.guessed: dict[int, str] = {}          # sweep id -> headline, when it names none
+        self.counts: dict[int, dict[str, int]] = {}
+
+    def poll(self) -> Snapshot:
+        started = time.perf_counter()
+        first = self.version < 0
+        version = self.store.change_counter()
+        changed = self.store.runs_changed_since(self.version) if version != self.version else []
+        self.version = version
+        if changed or first:
+            self.sweeps = {s.id: s for s in self.store.sweeps()}
+        views = self._series(changed)
+        if changed or first:
+            self.counts = {c.sweep.id: c.counts for c in self.store.sweep_counts()}
+        sweeps = tuple(SweepView(s.name, s.id, *self._metric_mode(s), tuple(s.varying),
+                                 self.counts.get(s.id, {}), self.best.get(s.id))
+                       for s in self.sweeps.values())
+        return Snapshot(version, daemon_info(self.home), self._gpus(),
+                        gpu_info.nvml_status() if first else "", sweeps, tuple(views), first,
+                        time.perf_counter() - started)
+
+    def _metric_mode(self, sweep: Sweep | None, runs: list[Run] = ()) -> tuple[str | None, str]:
+        """The sweep's headline, or the first usual name its runs report when it names none."""
+        if sweep is not None and sweep.metric:
+            return sweep.metric, sweep.mode
+        sweep_id = sweep.id if sweep is not None else -1
+        if sweep_id not in self.guessed:
+            names = {n for r in runs for n in r.metric_names}
+            if found := next((g for g in GUESSES if g in names), None):
+                self.guessed[sweep_id] = found
+        metric = self.guessed.get(sweep_id)
+        return metric, "min" if metric and is_loss(metric) else "max"
+
+    def _series(self, changed: list[Run]) -> list[RunView]:
+        by_sweep: dict[int, list[Run]] = {}
+        for run in changed:
+            by_sweep.setdefault(run.sweep_id, []).append(run)
+        views = []
+        for sweep_id, runs in by_sweep.items():
+            metric, mode = self._metric_mode(self.sweeps.get(sweep_id), runs)
+            self._read_points(runs, metric)
+            for run in runs:
+                views.append(self._view(run, self.tracks[run.id], mode))
+                best = views[-1].best
+                if best is not None:
+                    old = self.best.get(sweep_id)
+                    better = old is None or (best > old if mode == "max" else best < old)
+                    self.best[sweep_id] = best if better else old
+        return views
+
+    def _read_points(self, runs: list[Run], metric: str | None) -> None:
+        """New rows of each run's headline metric; a new attempt or a rewound history (an
+        epoch at or before one already seen) is read again from the start."""
+        fresh, incremental = [], []
+        for run in runs:
+            track = self.tracks.get(run.id)
+            if track is None or track.attempt != run.attempt:
+                self.tracks[run.id] = _Track(run.attempt)
+                fresh.append(run.id)
+            else:
+                incremental.append(run.id)
+        if metric is None:
+            return
+        rows = self.store.metric_series(fresh, metric) if fresh else []
+        # one query for the incremental runs too, from the smallest seq any of them knows
+        if incremental:
+            low = min(self.tracks[i].seq for i in incremental)
+            rows += [r for r in self.store.metric_series(incremental, metric, low)
+                     if r[1] > self.tracks[r[0]].seq]
+        rewound = set()
+        for run_id, seq, epoch, value in rows:
+            track = self.tracks[run_id]
+            track.seq = max(track.seq, seq)
+            if not numeric(value):
+                continue
+            last_epoch = track.points[-1][0] if track.points else None
+            if numeric(epoch) and numeric(last_epoch) and epoch <= last_epoch:
+                rewound.add(run_id)
+            track.points.append((epoch if numeric(epoch) else None, float(value)))
+        for run_id in rewound:
+            track = self.tracks[run_id]
+            track.points, track.seq = [], 0
+            for _, seq, epoch, value in self.store.metric_series([run_id], metric):
+                track.seq = seq
+                if numeric(value):
+                    track.points.append((epoch if numeric(epoch) else None, float(value)))
+
+    def _view(self, run: Run, track: _Track, mode: str) -> RunView:
+        values = [v for _, v in track.points]
+        best = (max(values) if mode == "max" else min(values)) if values else None
+        last = run.last_metrics
+        epoch = last.get("epoch") if numeric(last.get("epoch")) else None
+        epochs = last.get("epochs") or run.params.get("epochs")
+        epochs = epochs if numeric(epochs) else None
+        elapsed = None
+        if run.started:
+            elapsed = (run.ended or time.time()) - run.started
+        eta = None
+        if run.status == "running" and elapsed and epoch and epochs and epoch > 0:
+            eta = elapsed / epoch * max(epochs - epoch, 0)
+        return RunView(run, tuple(values), values[-1] if values else None, best, epoch, epochs,
+                       elapsed, eta)
+
+    def _gpus(self) -> tuple[GpuView, ...]:
+        devices = gpu_info.list_gpus()
+        views = []
+        on_device: dict[int, int] = {}
+        for run in self.store.runs(status="running") if devices else []:
+            if run.device and run.device.startswith("cuda:"):
+                for index in run.device[5:].split(","):
+                    if index.isdigit():
+                        on_device[int(index)] = on_device.get(int(index), 0) + 1
+        for g in devices:
+            history = self.util.setdefault(g.index, deque(maxlen=HISTORY))
+            if g.utilization is not None:
+                history.append(g.utilization)
+            views.append(GpuView(g.index, g.name, g.memory_total_gb,
+                                 None if g.memory_used is None else g.memory_used / 2**30,
+                                 g.utilization, tuple(history), on_device.get(g.index, 0)))
+        return tuple(views)

@@ -1,0 +1,190 @@
+"""The first screen: the daemon and devices, the sweeps, and the selected sweep's runs, live."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from engine.feed import Feed, RunView, Snapshot, SweepView
+from tui.messages import ActionDone, FeedUpdated
+from tui.widgets.gpu_panel import GpuPanel
+from tui.widgets.runs_table import RunsTable
+from tui.widgets.sweeps_list import SweepsList
+
+
+class DashboardScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "open_run", "Open", show=True),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("r", "results", "Results"),
+        Binding("n", "new_sweep", "New"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("R", "retry", "Retry", key_display="R"),
+        Binding("tab", "switch_pane", "Pane", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("j", "cursor_down", show=False),
+        Binding("k", "cursor_up", show=False),
+    ]
+
+    def __init__(self, refresh_s: float = 1.0):
+        super().__init__()
+        self.refresh_s = refresh_s
+        self.views: dict[int, RunView] = {}         # every run seen so far, by id
+        self.sweep_views: dict[str, SweepView] = {}
+        self.current: str | None = None              # the sweep whose runs are shown
+        self.last: Snapshot | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="header")
+        with Horizontal(id="top"):
+            yield GpuPanel(id="gpus")
+            yield SweepsList(id="sweeps")
+        with Vertical(id="runs-pane"):
+            yield Input(placeholder="filter runs: words to match, esc to clear", id="filter")
+            yield RunsTable(id="runs")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.feed = Feed(self.app.store, self.app.home)
+        self.query_one("#filter").display = False
+        self.query_one(RunsTable).focus()
+        self.poll()
+        self.set_interval(self.refresh_s, self.poll)
+
+    # -- reading: a worker polls the store, a message brings the result here --------------------
+
+    @work(thread=True, exclusive=True, group="feed")
+    def poll(self) -> None:
+        self.post_message(FeedUpdated(self.feed.poll()))
+
+    def on_feed_updated(self, message: FeedUpdated) -> None:
+        snap = message.snapshot
+        self.last = snap
+        self._header(snap)
+        if snap.first or snap.gpus:
+            self.query_one(GpuPanel).show(snap.gpus, snap.nvml)
+        sweeps = self.query_one(SweepsList)
+        self.sweep_views = {s.name: s for s in snap.sweeps}
+        sweeps.show(snap.sweeps)
+        for view in snap.runs:
+            self.views[view.run.id] = view
+        selected = sweeps.selected
+        if selected != self.current:
+            self._show_sweep(selected)
+        elif self.current is not None:
+            # only the changed runs of the shown sweep touch the table
+            table = self.query_one(RunsTable)
+            table.sweep = self.sweep_views.get(self.current)
+            table.update_runs([v for v in snap.runs if v.run.sweep == self.current])
+
+    def _header(self, snap: Snapshot) -> None:
+        daemon = snap.daemon
+        state = (Text(f"daemon running (pid {daemon['pid']})", style="green3") if daemon
+                 else Text("daemon stopped", style="yellow3"))
+        devices = (f"{len(snap.gpus)} GPU" + ("s" if len(snap.gpus) != 1 else "")) if snap.gpus \
+            else "CPU only"
+        counts: dict[str, int] = {}
+        for s in snap.sweeps:
+            for k, n in s.counts.items():
+                counts[k] = counts.get(k, 0) + n
+        summary = " · ".join(f"{counts.get(k, 0)} {k}" for k in ("running", "queued", "done",
+                                                                 "failed"))
+        self.query_one("#header", Static).update(Text.assemble(
+            ("gridrun ", "bold"), (str(self.app.home), "dim"), "  ", state, "  ", devices,
+            "  ", (summary, "dim")))
+
+    def _show_sweep(self, name: str | None) -> None:
+        self.current = name
+        views = [v for v in self.views.values() if v.run.sweep == name]
+        views.sort(key=lambda v: v.run.index)
+        self.query_one(RunsTable).show_sweep(self.sweep_views.get(name), views)
+
+    @on(DataTable.RowHighlighted, "#sweeps")
+    def sweep_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        name = event.row_key.value if event.row_key else None
+        if name != self.current:
+            self._show_sweep(name)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def action_cursor_down(self) -> None:
+        self.focused.action_cursor_down() if isinstance(self.focused, DataTable) else None
+
+    def action_cursor_up(self) -> None:
+        self.focused.action_cursor_up() if isinstance(self.focused, DataTable) else None
+
+    def action_switch_pane(self) -> None:
+        runs, sweeps = self.query_one(RunsTable), self.query_one(SweepsList)
+        (sweeps if self.focused is runs else runs).focus()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(RunsTable).filter_text = event.value
+        self._show_sweep(self.current)
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self) -> None:
+        self.query_one(RunsTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(RunsTable).focus()
+
+    def selected_run(self) -> int | None:
+        return self.query_one(RunsTable).selected_run_id
+
+    @on(DataTable.RowSelected, "#runs")
+    def run_selected(self) -> None:
+        self.action_open_run()
+
+    @on(DataTable.RowSelected, "#sweeps")
+    def sweep_selected(self) -> None:
+        self.query_one(RunsTable).focus()
+
+    def action_open_run(self) -> None:
+        run_id = self.selected_run()
+        if run_id is not None:
+            from tui.screens.run_detail import RunDetailScreen
+
+            self.app.push_screen(RunDetailScreen(run_id))
+
+    def action_results(self) -> None:
+        if self.current is not None:
+            from tui.screens.results import ResultsScreen
+
+            self.app.push_screen(ResultsScreen(self.current))
+
+    def action_new_sweep(self) -> None:
+        from tui.screens.new_sweep import NewSweepScreen
+
+        self.app.push_screen(NewSweepScreen())
+
+    def action_cancel(self) -> None:
+        """On a run: cancel it. On the sweeps list: the whole sweep, after a confirmation."""
+        if self.focused is self.query_one(SweepsList) and self.current:
+            self.app.confirm_then(f"Cancel every queued and running run of {self.current}?",
+                                  lambda: self.app.cancel_runs(sweep=self.current))
+        elif (run_id := self.selected_run()) is not None:
+            self.app.cancel_runs(ids=[run_id])
+
+    def action_retry(self) -> None:
+        if self.focused is self.query_one(SweepsList) and self.current:
+            self.app.confirm_then(f"Retry every failed or cancelled run of {self.current}?",
+                                  lambda: self.app.retry_runs(sweep=self.current))
+        elif (run_id := self.selected_run()) is not None:
+            self.app.retry_runs(ids=[run_id])
+
+    def on_action_done(self, message: ActionDone) -> None:
+        self.notify(message.text, severity="error" if message.error else "information")
+        self.poll()
