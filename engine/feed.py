@@ -19,6 +19,9 @@ from engine.results import GUESSES, is_loss, numeric
 from engine.store import Run, Store, Sweep
 
 HISTORY = 40  # utilisation samples kept per GPU
+# Metric series of runs seen for the first time are read at most this many runs a poll: a big
+# store paints its tables at once and fills the sparklines over the next few polls.
+SERIES_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class RunView:
     epochs: float | None
     elapsed_s: float | None
     eta_s: float | None
+    series_only: bool = False       # only its series was filled in: the run itself is as before
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class Feed:
         self.best: dict[int, float] = {}
         self.guessed: dict[int, str] = {}          # sweep id -> headline, when it names none
         self.counts: dict[int, dict[str, int]] = {}
+        self.pending: dict[int, Run] = {}          # runs whose series is still to be read
 
     def poll(self) -> Snapshot:
         started = time.perf_counter()
@@ -121,15 +126,33 @@ class Feed:
         return metric, "min" if metric and is_loss(metric) else "max"
 
     def _series(self, changed: list[Run]) -> list[RunView]:
-        by_sweep: dict[int, list[Run]] = {}
+        """Views of the changed runs, and of pending runs whose series is read this time."""
+        budget = SERIES_BATCH
+        to_read: dict[int, Run] = {}
         for run in changed:
+            track = self.tracks.get(run.id)
+            known = track is not None and track.attempt == run.attempt and run.id not in self.pending
+            if known or budget > 0:
+                to_read[run.id] = run
+                self.pending.pop(run.id, None)
+                budget -= 0 if known else 1
+            else:
+                self.pending[run.id] = run
+        backfill = set()
+        for run_id in list(self.pending)[:max(budget, 0)]:
+            if run_id not in to_read:
+                to_read[run_id] = self.pending.pop(run_id)
+                backfill.add(run_id)
+        by_sweep: dict[int, list[Run]] = {}
+        for run in to_read.values():
             by_sweep.setdefault(run.sweep_id, []).append(run)
-        views = []
+        views = [self._view(run, _Track(run.attempt), "max")
+                 for run in changed if run.id in self.pending]
         for sweep_id, runs in by_sweep.items():
             metric, mode = self._metric_mode(self.sweeps.get(sweep_id), runs)
             self._read_points(runs, metric)
             for run in runs:
-                views.append(self._view(run, self.tracks[run.id], mode))
+                views.append(self._view(run, self.tracks[run.id], mode, run.id in backfill))
                 best = views[-1].best
                 if best is not None:
                     old = self.best.get(sweep_id)
@@ -174,7 +197,7 @@ class Feed:
                 if numeric(value):
                     track.points.append((epoch if numeric(epoch) else None, float(value)))
 
-    def _view(self, run: Run, track: _Track, mode: str) -> RunView:
+    def _view(self, run: Run, track: _Track, mode: str, series_only: bool = False) -> RunView:
         values = [v for _, v in track.points]
         best = (max(values) if mode == "max" else min(values)) if values else None
         last = run.last_metrics
@@ -188,7 +211,7 @@ class Feed:
         if run.status == "running" and elapsed and epoch and epochs and epoch > 0:
             eta = elapsed / epoch * max(epochs - epoch, 0)
         return RunView(run, tuple(values), values[-1] if values else None, best, epoch, epochs,
-                       elapsed, eta)
+                       elapsed, eta, series_only)
 
     def _gpus(self) -> tuple[GpuView, ...]:
         devices = gpu_info.list_gpus()

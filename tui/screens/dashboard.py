@@ -25,6 +25,8 @@ class DashboardScreen(Screen):
         Binding("c", "cancel", "Cancel"),
         Binding("R", "retry", "Retry", key_display="R"),
         Binding("tab", "switch_pane", "Pane", show=False),
+        Binding("left_square_bracket", "page(-1)", "Page", show=False, key_display="["),
+        Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
@@ -70,16 +72,20 @@ class DashboardScreen(Screen):
         sweeps = self.query_one(SweepsList)
         self.sweep_views = {s.name: s for s in snap.sweeps}
         sweeps.show(snap.sweeps)
+        new_here = False
         for view in snap.runs:
+            new_here |= view.run.id not in self.views and view.run.sweep == self.current
             self.views[view.run.id] = view
         selected = sweeps.selected
+        table = self.query_one(RunsTable)
         if selected != self.current:
             self._show_sweep(selected)
         elif self.current is not None:
             # only the changed runs of the shown sweep touch the table
-            table = self.query_one(RunsTable)
             table.sweep = self.sweep_views.get(self.current)
-            table.update_runs([v for v in snap.runs if v.run.sweep == self.current])
+            in_place = table.update_runs([v for v in snap.runs if v.run.sweep == self.current])
+            if new_here or not in_place:
+                self._show_sweep(self.current, table.page)
 
     def _header(self, snap: Snapshot) -> None:
         daemon = snap.daemon
@@ -93,15 +99,22 @@ class DashboardScreen(Screen):
                 counts[k] = counts.get(k, 0) + n
         summary = " · ".join(f"{counts.get(k, 0)} {k}" for k in ("running", "queued", "done",
                                                                  "failed"))
-        self.query_one("#header", Static).update(Text.assemble(
-            ("gridrun ", "bold"), (str(self.app.home), "dim"), "  ", state, "  ", devices,
-            "  ", (summary, "dim")))
+        header = Text.assemble(("gridrun ", "bold"), (str(self.app.home), "dim"), "  ", state,
+                               "  ", devices, "  ", (summary, "dim"))
+        if header != getattr(self, "_header_text", None):  # repaint only on change
+            self._header_text = header
+            self.query_one("#header", Static).update(header)
 
-    def _show_sweep(self, name: str | None) -> None:
+    def _show_sweep(self, name: str | None, page: int = 0) -> None:
         self.current = name
         views = [v for v in self.views.values() if v.run.sweep == name]
         views.sort(key=lambda v: v.run.index)
-        self.query_one(RunsTable).show_sweep(self.sweep_views.get(name), views)
+        self.query_one(RunsTable).show_sweep(self.sweep_views.get(name), views, page)
+
+    def action_page(self, step: int) -> None:
+        table = self.query_one(RunsTable)
+        if 0 <= table.page + step < table.pages:
+            self._show_sweep(self.current, table.page + step)
 
     @on(DataTable.RowHighlighted, "#sweeps")
     def sweep_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -15,6 +15,11 @@ from tui import fmt
 from tui.widgets.cells import epoch_bar, metric, sparkline, status
 
 FIXED = (("#", "index"), ("status", "status"))
+SERIES_COLUMNS = ("latest", "best", "curve")
+# At most this many rows at a time: Textual's DataTable recomputes its row offsets over every
+# row after each cell update, so a 10,000-row table would cost ~50 ms of the event loop per
+# refresh. Bigger sweeps are paged ([ and ]) and the filter (/) finds any run.
+PAGE = 200
 TAIL = (("device", "device"), ("epoch", "epoch"), ("latest", "latest"), ("best", "best"),
         ("curve", "curve"), ("time", "time"), ("eta", "eta"), ("!", "warn"))
 
@@ -24,9 +29,14 @@ class RunsTable(DataTable):
         super().__init__(cursor_type="row", **kwargs)
         self.sweep: SweepView | None = None
         self.filter_text = ""
+        self.page = 0
+        self.pages = 1
+        self.matching = 0        # runs of the sweep that pass the filter, on every page
 
-    def show_sweep(self, sweep: SweepView | None, views: list[RunView]) -> None:
-        """Rebuild for another sweep (columns follow its varying parameters)."""
+    def show_sweep(self, sweep: SweepView | None, views: list[RunView], page: int = 0) -> None:
+        """Rebuild for a sweep (columns follow its varying parameters), showing one page."""
+        same = sweep is not None and self.sweep is not None and sweep.name == self.sweep.name
+        keep_cursor = self.cursor_coordinate if same else None
         self.sweep = sweep
         self.clear(columns=True)
         for label, key in FIXED:
@@ -35,7 +45,18 @@ class RunsTable(DataTable):
             self.add_column(name, key=f"p:{name}")
         for label, key in TAIL:
             self.add_column(label, key=key)
-        self.update_runs(views)
+        shown = [v for v in views if self.matches(v)]
+        self.matching = len(shown)
+        self.pages = max(1, -(-len(shown) // PAGE))
+        self.page = max(0, min(page, self.pages - 1))
+        for view in shown[self.page * PAGE:(self.page + 1) * PAGE]:
+            self.add_row(*self._cells(view).values(), key=str(view.run.id))
+        if keep_cursor is not None and self.row_count:
+            self.move_cursor(row=min(keep_cursor.row, self.row_count - 1))
+        first = self.page * PAGE + 1 if self.row_count else 0
+        self.border_title = (f"runs {first}–{first + self.row_count - 1 if self.row_count else 0}"
+                             f" of {self.matching}" + (f" · page {self.page + 1}/{self.pages}"
+                                                       " ([ ])" if self.pages > 1 else ""))
 
     def _cells(self, view: RunView) -> dict[str, object]:
         run = view.run
@@ -63,20 +84,19 @@ class RunsTable(DataTable):
                          *(f"{k}={format_value(v)}" for k, v in view.run.params.items())])
         return all(word in text.lower() for word in self.filter_text.lower().split())
 
-    def update_runs(self, views: list[RunView]) -> None:
+    def update_runs(self, views: list[RunView]) -> bool:
+        """Change the rows on this page in place; False when a run changed so that the page
+        must be rebuilt (it no longer matches the filter)."""
         for view in views:
             key = str(view.run.id)
-            present = key in self.rows
+            if key not in self.rows:
+                continue  # on another page
             if not self.matches(view):
-                if present:
-                    self.remove_row(key)
-                continue
+                return False
             cells = self._cells(view)
-            if present:
-                for column, value in cells.items():
-                    self.update_cell(key, column, value)
-            else:
-                self.add_row(*cells.values(), key=key)
+            for column in SERIES_COLUMNS if view.series_only else cells:
+                self.update_cell(key, column, cells[column])
+        return True
 
     @property
     def selected_run_id(self) -> int | None:

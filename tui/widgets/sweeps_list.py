@@ -11,6 +11,10 @@ from tui.widgets.cells import metric
 class SweepsList(DataTable):
     """Rows keyed by sweep name; changed in place so the cursor stays."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.shown: dict[str, dict] = {}  # what each row shows now
+
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = False
@@ -26,11 +30,14 @@ class SweepsList(DataTable):
             cells = {"name": s.name, "done": f"{done}/{s.total}",
                      "failed": Text(str(failed), style="red1" if failed else "dim"),
                      "best": f"{best} {s.metric}" if s.metric and s.best is not None else best}
+            if self.shown.get(s.name) == cells:
+                continue  # unchanged: no repaint
             if s.name in self.rows:
                 for column, value in cells.items():
                     self.update_cell(s.name, column, value)
             else:
                 self.add_row(*cells.values(), key=s.name)
+            self.shown[s.name] = cells
 
     @property
     def selected(self) -> str | None:
