@@ -14,10 +14,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,train]'
 	touch $(STAMP)
 
-# The example sweep, headless: queue it, run it on two CPU slots, print its results table.
+# The example sweep: in a terminal, the interface opens on it as it runs (the daemon it starts
+# goes on after you quit); piped or in CI, it runs headless and prints its results table.
+EXAMPLE := examples/digits.toml
 run: $(STAMP)
-	$(VENV)/bin/gridrun queue run examples/quickstart.toml --cpu-slots 2
-	$(VENV)/bin/gridrun results quickstart --format md
+	@if [ -t 1 ] && [ -z "$$CI" ]; then \
+		$(VENV)/bin/gridrun queue add $(EXAMPLE) && $(VENV)/bin/gridrun tui --cpu-slots 2; \
+	else \
+		$(VENV)/bin/gridrun queue run $(EXAMPLE) --cpu-slots 2 && \
+		$(VENV)/bin/gridrun results digits-demo --format md; \
+	fi
 
 # pytest exits 5 when it collects nothing; that is not a failure of the code under test.
 test: $(STAMP)
