@@ -104,6 +104,12 @@ class GridrunApp(App):
                 ("Cancel", "Cancel the selected run (or sweep, on the sweeps list)", "cancel"),
                 ("Retry", "Retry the selected run (or sweep, on the sweeps list)", "retry"),
                 ("Filter runs", "Show only runs matching some words", "filter"),
+                ("Choose metric", "Rank the results by another metric", "metric"),
+                ("Group by", "Choose the keys of a marginal results table", "group_by"),
+                ("Best/last epoch", "Read each run's metric at its best or last epoch",
+                 "toggle_pick"),
+                ("Export results", "Write results.md to the sweep folder and the clipboard",
+                 "export"),
                 ("Help", "Keys and what they do", "help")):
             target = screen if hasattr(screen, f"action_{action}") else self
             if hasattr(target, f"action_{action}"):

@@ -20,31 +20,12 @@ Where = Annotated[Optional[list[str]], typer.Option(
     "--where", help="Only runs with key=value (repeatable).", show_default=False)]
 
 
-def _check_mode(mode: str | None) -> None:
-    if mode is not None and mode not in ("max", "min"):
-        raise GridrunError(f'mode must be "max" or "min", got "{mode}"')
-
-
 def tables_for(store, sweep_name: str, *, metric, mode, pick, group_by, where, stage):
     """The table, or one table per stage for a staged sweep (or the one asked for)."""
-    from engine import results, stages
+    from engine import report_tables
 
-    sweep = store.require_sweep(sweep_name)
-    where_values = results.parse_where(where)
-    options = {"metric": metric, "mode": mode, "pick": pick, "where": where_values}
-    if not sweep.spec.get("stages") or group_by:
-        if stage is not None and not sweep.spec.get("stages"):
-            raise GridrunError(f"sweep {sweep_name} has no stages")
-        return [results.build(store, sweep_name, group_by=group_by, **options)]
-    infos = stages.stages(store, sweep)
-    if stage is not None:
-        if not 1 <= stage <= stages.stage_count(sweep):
-            raise GridrunError(f"sweep {sweep_name} has stages 1 to {stages.stage_count(sweep)}")
-        if stage > len(infos):
-            raise GridrunError(f"stage {stage} has not started yet: stage {len(infos)} is "
-                               "still running or ended without a done run")
-        infos = [infos[stage - 1]]
-    return [stages.stage_table(store, sweep, info, **options) for info in infos]
+    return report_tables.tables(store, sweep_name, metric=metric, mode=mode, pick=pick,
+                                group_by=group_by, where=where, stage=stage)
 
 
 def results(sweep: SweepArg, home: HomeOption = None,
@@ -71,7 +52,6 @@ def results(sweep: SweepArg, home: HomeOption = None,
         raise GridrunError(f'unknown format "{fmt}", expected one of '
                            f'{", ".join(table_format.FORMATS)}',
                            hint=did_you_mean(fmt, table_format.FORMATS))
-    _check_mode(mode)
     _, store = open_home(home)
     tables = tables_for(store, sweep, metric=metric, mode=mode, pick="last" if last else "best",
                         group_by=group_by, where=where, stage=stage)

@@ -17,6 +17,8 @@ from tui.widgets.sweeps_list import SweepsList
 
 
 class DashboardScreen(Screen):
+    # below 100 columns the device panel and the sweeps stack (app.tcss: Screen.-narrow)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
         Binding("enter", "open_run", "Open", show=True),
         Binding("slash", "filter", "Filter", key_display="/"),
@@ -89,7 +91,7 @@ class DashboardScreen(Screen):
 
     def _header(self, snap: Snapshot) -> None:
         daemon = snap.daemon
-        state = (Text(f"daemon running (pid {daemon['pid']})", style="green3") if daemon
+        state = (Text(f"daemon running, pid {daemon['pid']}", style="green3") if daemon
                  else Text("daemon stopped", style="yellow3"))
         devices = (f"{len(snap.gpus)} GPU" + ("s" if len(snap.gpus) != 1 else "")) if snap.gpus \
             else "CPU only"
@@ -99,11 +101,20 @@ class DashboardScreen(Screen):
                 counts[k] = counts.get(k, 0) + n
         summary = " · ".join(f"{counts.get(k, 0)} {k}" for k in ("running", "queued", "done",
                                                                  "failed"))
-        header = Text.assemble(("gridrun ", "bold"), (str(self.app.home), "dim"), "  ", state,
-                               "  ", devices, "  ", (summary, "dim"))
+        # what matters first: on a narrow terminal the home path is what gets cut
+        header = Text.assemble(("gridrun ", "bold"), state, " · ", devices, " · ",
+                               (summary, "dim"), "  ", (str(self.app.home), "dim"))
         if header != getattr(self, "_header_text", None):  # repaint only on change
             self._header_text = header
             self.query_one("#header", Static).update(header)
+
+    def on_resize(self, event) -> None:
+        table = self.query_one(RunsTable)
+        compact = event.size.width < 100
+        if compact != table.compact:
+            table.compact = compact
+            if self.current is not None:
+                self._show_sweep(self.current, table.page)
 
     def _show_sweep(self, name: str | None, page: int = 0) -> None:
         self.current = name

@@ -22,6 +22,13 @@ SERIES_COLUMNS = ("latest", "best", "curve")
 PAGE = 200
 TAIL = (("device", "device"), ("epoch", "epoch"), ("latest", "latest"), ("best", "best"),
         ("curve", "curve"), ("time", "time"), ("eta", "eta"), ("!", "warn"))
+# Widths are set from the page's cells, never below these, so values that grow as a run goes
+# ("59s" -> "1m00s") keep their room; explicit widths also spare the table measuring every cell.
+MIN_WIDTH = {"status": 11, "device": 6, "epoch": 12, "latest": 7, "best": 7, "curve": 12,
+             "time": 6, "eta": 6, "warn": 1}
+# Under 100 columns (80x24 over SSH) the device and ETA columns go and the bars get shorter,
+# so a sweep varying two parameters fits without scrolling sideways.
+COMPACT_DROP = ("device", "eta")
 
 
 class RunsTable(DataTable):
@@ -31,6 +38,7 @@ class RunsTable(DataTable):
         self.filter_text = ""
         self.page = 0
         self.pages = 1
+        self.compact = False
         self.matching = 0        # runs of the sweep that pass the filter, on every page
 
     def show_sweep(self, sweep: SweepView | None, views: list[RunView], page: int = 0) -> None:
@@ -39,18 +47,23 @@ class RunsTable(DataTable):
         keep_cursor = self.cursor_coordinate if same else None
         self.sweep = sweep
         self.clear(columns=True)
-        for label, key in FIXED:
-            self.add_column(label, key=key)
-        for name in (sweep.varying if sweep else ()):
-            self.add_column(name, key=f"p:{name}")
-        for label, key in TAIL:
-            self.add_column(label, key=key)
         shown = [v for v in views if self.matches(v)]
         self.matching = len(shown)
         self.pages = max(1, -(-len(shown) // PAGE))
         self.page = max(0, min(page, self.pages - 1))
-        for view in shown[self.page * PAGE:(self.page + 1) * PAGE]:
-            self.add_row(*self._cells(view).values(), key=str(view.run.id))
+        rows = [(str(v.run.id), self._cells(v)) for v in shown[self.page * PAGE:
+                                                                 (self.page + 1) * PAGE]]
+        columns = [*FIXED, *((name, f"p:{name}") for name in (sweep.varying if sweep else ())),
+                   *(c for c in TAIL if not (self.compact and c[1] in COMPACT_DROP))]
+        for label, key in columns:
+            least = MIN_WIDTH.get(key, 1) - (4 if self.compact and key in ("curve", "epoch")
+                                             else 0)
+            width = max([len(label), least]
+                        + [Text(c[key]).cell_len if isinstance(c[key], str) else c[key].cell_len
+                           for _, c in rows])
+            self.add_column(label, key=key, width=width)
+        for key, cells in rows:
+            self.add_row(*(cells[c] for _, c in columns), key=key)
         if keep_cursor is not None and self.row_count:
             self.move_cursor(row=min(keep_cursor.row, self.row_count - 1))
         first = self.page * PAGE + 1 if self.row_count else 0
@@ -67,10 +80,10 @@ class RunsTable(DataTable):
             cells[f"p:{key}"] = format_value(run.params[key]) if key in run.params else "-"
         cells.update({
             "device": run.device or "-",
-            "epoch": epoch_bar(view.epoch, view.epochs),
+            "epoch": epoch_bar(view.epoch, view.epochs, 4 if self.compact else 6),
             "latest": metric(name, view.latest),
             "best": metric(name, view.best),
-            "curve": Text(sparkline(view.series), style="dodger_blue1"),
+            "curve": Text(sparkline(view.series, 8 if self.compact else 12), style="dodger_blue1"),
             "time": fmt.duration(view.elapsed_s),
             "eta": fmt.duration(view.eta_s) if view.eta_s is not None else "-",
             "warn": Text("⚠", style="bold yellow3") if flags else "",
@@ -95,7 +108,8 @@ class RunsTable(DataTable):
                 return False
             cells = self._cells(view)
             for column in SERIES_COLUMNS if view.series_only else cells:
-                self.update_cell(key, column, cells[column])
+                if column in self.columns:
+                    self.update_cell(key, column, cells[column])
         return True
 
     @property
