@@ -27,6 +27,7 @@ run: $(STAMP)
 
 # pytest exits 5 when it collects nothing; that is not a failure of the code under test.
 test: $(STAMP)
+	@command -v tmux >/dev/null || { apt-get update -qq && apt-get install -y -qq tmux >/dev/null; }
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 

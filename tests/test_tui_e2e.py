@@ -1,0 +1,91 @@
+"""The interface as a person uses it: `gridrun` in a real terminal (tmux), driven by key
+presses, read off the screen with capture-pane; the daemon it starts must outlive it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+from engine.home import daemon_pid
+from engine.store import Store
+from tests.conftest import FAKE_TRAIN, ROOT, cli_env
+
+class Terminal:
+    def __init__(self, name: str):
+        self.name = name
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.name],
+                              capture_output=True, text=True, check=True).stdout
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared; the screen:\n{self.screen()}")
+
+
+def test_queue_watch_export_quit_and_the_runs_go_on(tmp_path):
+    home = tmp_path / "home"
+    sweep = tmp_path / "e2e.toml"
+    sweep.write_text(
+        'name = "e2e"\nmetric = "accuracy"\ndescription = "end to end"\n'
+        f'command = [{json.dumps(sys.executable)}, {json.dumps(str(FAKE_TRAIN))}, "--lr", '
+        '"{lr}", "--epochs", "4", "--sleep", "0.4"]\n[grid]\nlr = [0.1, 0.2, 0.3, 0.4]\n'
+        "[resources]\ngpus = 0\n")
+    env = cli_env(home)
+    name = f"gridrun-e2e-{uuid.uuid4().hex[:8]}"
+    command = " ".join(["cd", str(tmp_path), "&&", "env",
+                        *(f"{k}={v}" for k, v in env.items() if k.startswith(("GRIDRUN_", "PYTHONPATH"))),
+                        sys.executable, "-m", "tui.cli"])
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "40", command],
+                   check=True, env=env)
+    term = Terminal(name)
+    try:
+        term.wait_for("daemon running", 30)          # the interface started a daemon
+        # new sweep: pick the file from this folder in the picker, queue it with ctrl+s
+        term.keys("n")
+        term.wait_for("e2e.toml", 15)
+        term.keys("e2e")
+        time.sleep(0.5)
+        term.keys("Enter")
+        term.wait_for("4 runs in sweep e2e", 20)
+        term.keys("C-s")
+        # back on the dashboard, the sweep's runs start and finish one by one
+        screen = term.wait_for("✓ done", 40)
+        assert "e2e" in screen and "lr" in screen
+        # the results screen, and an export to the sweep folder
+        term.keys("r")
+        term.wait_for("Results", 15)
+        term.wait_for("± ", 15)
+        term.keys("e")
+        export = home / "e2e" / "results.md"
+        deadline = time.monotonic() + 15
+        while not export.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert export.read_text().startswith("| lr | accuracy |")
+        term.keys("Escape")
+        term.wait_for("runs 1–4 of 4", 10)
+        term.keys("q")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "gridrun" in term.screen():
+            time.sleep(0.2)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    # the interface is gone; the daemon it started finishes the runs
+    assert daemon_pid(home) is not None
+    store = Store(home)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(r.status != "done" for r in store.runs()):
+        time.sleep(0.3)
+    assert [r.status for r in store.runs()] == ["done"] * 4
+    subprocess.run([sys.executable, "-m", "tui.cli", "queue", "stop", "--now"], env=env,
+                   cwd=ROOT, capture_output=True, timeout=30)
