@@ -24,6 +24,7 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.geometry import Size
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Log, Static, Tab, Tabs
@@ -113,8 +114,8 @@ def integer_ticks(first: int, last: int, most: int = 6) -> list[int]:
             break
     else:
         step = -(-span // (most - 1))
-    ticks = list(range(first - first % step if first % step else first, last + 1, step))
-    return [t for t in ticks if t >= first] or [first]
+    start = -(-first // step) * step  # the first multiple of step from `first` on
+    return list(range(start, last + 1, step)) or [first]
 
 
 class Chart(PlotextPlot):
@@ -344,14 +345,26 @@ class RunDetailScreen(Screen):
         if not unchanged:  # a running run's elapsed time changes every second
             self._show_status(message.run)
         if message.reset or message.rows:
-            self._show_rows([row for _, row in message.rows], message.rows, message.reset)
+            self._show_rows(message.rows, message.reset)
         if message.log_reset:
             self.query_one("#rd-log", Log).clear()
         if message.log:
-            log = self.query_one("#rd-log", Log)
-            log.write(message.log, scroll_end=log.is_vertical_scroll_end or not log.line_count)
+            self._append_log(message.log)
 
     # -- showing -----------------------------------------------------------------------------
+
+    def _append_log(self, text: str) -> None:
+        """New output at the end; the view follows it unless the user scrolled up."""
+        log = self.query_one("#rd-log", Log)
+        follow = log.is_vertical_scroll_end or not log.line_count
+        if text.count("\n") > LOG_LINES:
+            text = "\n".join(text.split("\n")[-LOG_LINES - 1:])
+        log.write(text, scroll_end=False)
+        if log.virtual_size.height != log.line_count:
+            # Log prunes to max_lines without shrinking its virtual size (Textual 8.2.8)
+            log.virtual_size = Size(log.virtual_size.width, log.line_count)
+        if follow:
+            log.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def _show_missing(self) -> None:
         self.missing = True
@@ -393,7 +406,10 @@ class RunDetailScreen(Screen):
         self.query_one("#rd-folder", Static).update(
             Text.assemble(("folder\n", "bold"), run.run_dir))
 
-    def _show_rows(self, rows: list[dict], keyed: list[tuple[int, dict]], reset: bool) -> None:
+    def _show_rows(self, keyed: list[tuple[int, dict]], reset: bool) -> None:
+        """New metric rows into the table (keyed by seq; the cursor follows the last row when
+        it was there) and onto the charts; `reset`: they replace what is shown."""
+        rows = [row for _, row in keyed]
         table = self.query_one("#rd-metrics", DataTable)
         follow = table.row_count == 0 or table.cursor_row >= table.row_count - 1
         if reset:
