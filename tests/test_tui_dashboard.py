@@ -8,22 +8,13 @@ import time
 
 from engine.home import daemon_pid
 from engine.store import Store
-from tests.conftest import cli_env
+from tests.conftest import cli_env, wait_until
 from tui.app import GridrunApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
 from tui.widgets.runs_table import RunsTable
 from tui.widgets.sweeps_list import SweepsList
-
-
-async def wait_until(pilot, predicate, timeout: float = 20, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cell(table, row_key, column_key) -> str:

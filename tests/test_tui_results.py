@@ -13,7 +13,7 @@ import pytest
 from textual.content import Content
 from textual.widgets import DataTable, Select, SelectionList
 
-from tests.conftest import FAKE_TRAIN, Cli
+from tests.conftest import FAKE_TRAIN, Cli, wait_until
 from tui.app import GridrunApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.results import ResultsScreen
@@ -47,18 +47,6 @@ def flat(tmp_path_factory) -> Cli:
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory) -> Cli:
     return filled(tmp_path_factory.mktemp("results") / "staged", STAGED, 1)  # one run failed
-
-
-async def wait_until(pilot, predicate, timeout: float = 10, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except LookupError:       # a widget or row not there yet
-            pass
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tables(app) -> list[DataTable]:

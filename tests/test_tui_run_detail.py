@@ -15,20 +15,11 @@ from textual.widgets import DataTable, Log, Tabs
 
 from engine.logview import read_from, start_offset
 from engine.store import Store
-from tests.conftest import cli_env
+from tests.conftest import cli_env, wait_until
 from tui.app import GridrunApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.run_detail import LOG_LINES, RunDetailScreen
 from tui.widgets.runs_table import RunsTable
-
-
-async def wait_until(pilot, predicate, timeout: float = 20, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def screen_text(app) -> str:
