@@ -88,6 +88,11 @@ class DashboardScreen(Screen):
             in_place = table.update_runs([v for v in snap.runs if v.run.sweep == self.current])
             if new_here or not in_place:
                 self._show_sweep(self.current, table.page)
+            else:
+                running = self.sweep_views.get(self.current)
+                if running and running.counts.get("running"):
+                    table.tick_clocks([v for v in self.views.values()
+                                       if v.run.sweep == self.current and v.run.status == "running"])
 
     def _header(self, snap: Snapshot) -> None:
         daemon = snap.daemon

@@ -6,6 +6,8 @@ stay while the table updates every second.
 """
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -96,6 +98,19 @@ class RunsTable(DataTable):
         text = " ".join([view.run.status, view.run.device or "", *view.run.flags,
                          *(f"{k}={format_value(v)}" for k, v in view.run.params.items())])
         return all(word in text.lower() for word in self.filter_text.lower().split())
+
+    def tick_clocks(self, views: list[RunView]) -> None:
+        """Elapsed time and ETA of running runs move every second, new epoch or not."""
+        now = time.time()
+        for view in views:
+            key = str(view.run.id)
+            if view.run.status != "running" or key not in self.rows or not view.run.started:
+                continue
+            elapsed = now - view.run.started
+            self.update_cell(key, "time", fmt.duration(elapsed))
+            if "eta" in self.columns and view.epoch and view.epochs:
+                eta = elapsed / view.epoch * max(view.epochs - view.epoch, 0)
+                self.update_cell(key, "eta", fmt.duration(eta))
 
     def update_runs(self, views: list[RunView]) -> bool:
         """Change the rows on this page in place; False when a run changed so that the page

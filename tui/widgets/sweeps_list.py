@@ -34,7 +34,7 @@ class SweepsList(DataTable):
                 continue  # unchanged: no repaint
             if s.name in self.rows:
                 for column, value in cells.items():
-                    self.update_cell(s.name, column, value)
+                    self.update_cell(s.name, column, value, update_width=True)
             else:
                 self.add_row(*cells.values(), key=s.name)
             self.shown[s.name] = cells
