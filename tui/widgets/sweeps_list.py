@@ -7,37 +7,58 @@ from textual.widgets import DataTable
 from engine.feed import SweepView
 from tui.widgets.cells import metric
 
+COLUMNS = (("sweep", "name"), ("done", "done"), ("failed", "failed"), ("best", "best"))
+
 
 class SweepsList(DataTable):
-    """Rows keyed by sweep name; changed in place so the cursor stays."""
+    """Rows keyed by sweep name, changed in place so the cursor stays. Column widths are set
+    from the cells (a table this small is rebuilt when a value outgrows its column: Textual
+    does not widen a column on a cell update without redrawing it)."""
 
     def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.shown: dict[str, dict] = {}  # what each row shows now
-
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = False
-        for label, key in (("sweep", "name"), ("done", "done"), ("failed", "failed"),
-                           ("best", "best")):
-            self.add_column(label, key=key)
+        super().__init__(cursor_type="row", **kwargs)
+        self.shown: dict[str, dict] = {}   # what each row shows now
+        self.widths: dict[str, int] = {}
 
     def show(self, sweeps: tuple[SweepView, ...]) -> None:
-        for s in sweeps:
-            done = s.counts.get("done", 0)
-            failed = s.counts.get("failed", 0)
-            best = metric(s.metric, s.best)
-            cells = {"name": s.name, "done": f"{done}/{s.total}",
-                     "failed": Text(str(failed), style="red1" if failed else "dim"),
-                     "best": f"{best} {s.metric}" if s.metric and s.best is not None else best}
-            if self.shown.get(s.name) == cells:
+        rows = {s.name: self._cells(s) for s in sweeps}
+        needed = {key: max([len(label)] + [Text(str(c[key])).cell_len if not isinstance(
+            c[key], Text) else c[key].cell_len for c in rows.values()])
+                  for label, key in COLUMNS}
+        if any(needed[k] > self.widths.get(k, 0) for k in needed) or set(rows) < set(self.shown):
+            self._rebuild(rows, needed)
+            return
+        for name, cells in rows.items():
+            if self.shown.get(name) == cells:
                 continue  # unchanged: no repaint
-            if s.name in self.rows:
+            if name in self.rows:
                 for column, value in cells.items():
-                    self.update_cell(s.name, column, value, update_width=True)
+                    self.update_cell(name, column, value)
             else:
-                self.add_row(*cells.values(), key=s.name)
-            self.shown[s.name] = cells
+                self.add_row(*cells.values(), key=name)
+            self.shown[name] = cells
+
+    def _rebuild(self, rows: dict[str, dict], widths: dict[str, int]) -> None:
+        cursor = self.cursor_coordinate
+        self.clear(columns=True)
+        # a little room to grow, so that a sweep's counts going 9 -> 10 do not rebuild it
+        self.widths = {k: w + 2 for k, w in widths.items()}
+        for label, key in COLUMNS:
+            self.add_column(label, key=key, width=self.widths[key])
+        for name, cells in rows.items():
+            self.add_row(*cells.values(), key=name)
+        self.shown = dict(rows)
+        if self.row_count:
+            self.move_cursor(row=min(cursor.row, self.row_count - 1))
+
+    @staticmethod
+    def _cells(s: SweepView) -> dict:
+        done = s.counts.get("done", 0)
+        failed = s.counts.get("failed", 0)
+        best = metric(s.metric, s.best)
+        return {"name": s.name, "done": f"{done}/{s.total}",
+                "failed": Text(str(failed), style="red1" if failed else "dim"),
+                "best": f"{best} {s.metric}" if s.metric and s.best is not None else best}
 
     @property
     def selected(self) -> str | None:
