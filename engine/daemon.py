@@ -118,7 +118,7 @@ class Daemon:
                     self.launch()
                 self.poll_tails()
                 if not self.children and (self.stopping or (not self.opt.watch
-                                                            and not self.store.queued())):
+                                                            and not self.store.counts()["queued"])):
                     break
                 self.wait()
         finally:
@@ -337,6 +337,8 @@ class Daemon:
         if now < self.launch_due:
             return
         self.launch_due = now + 1.0
+        if self._no_room():
+            return  # a full machine need not read the queue (it may hold thousands of runs)
         queued = self.store.queued()
         if not queued:
             return
@@ -379,6 +381,19 @@ class Daemon:
                         d.tenants.append(Tenant(run.id, need.mem_gb, run.exclusive))
             else:
                 cpu_free -= 1
+
+    def _no_room(self) -> bool:
+        """Every CPU slot taken, and every GPU too (by count, or by a run that owns it)."""
+        if sum(1 for c in self.children.values() if not c.gpu_indices) < self.opt.cpu_slots:
+            return False
+        for load in self._loads():
+            if not load.tenants:
+                return False
+            if self.opt.slots_per_gpu is not None and len(load.tenants) < self.opt.slots_per_gpu:
+                return False
+            if self.opt.slots_per_gpu is None and all(t.mem_gb is not None for t in load.tenants):
+                return False  # packing by memory: the queue must be read to know
+        return True
 
     def _start(self, run: Run, spec: dict, gpu_indices: list[int]) -> Child | None:
         run_dir = Path(run.run_dir)

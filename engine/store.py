@@ -552,11 +552,6 @@ class Store:
                 "WHERE id = ? AND status = 'queued'", (device, pid, pid_start, time.time(), run_id))
             return cur.rowcount == 1
 
-    def claim(self, run_id: int) -> bool:
-        """Take a queued run for launching (it stays queued until mark_running)."""
-        rows = self.read("SELECT status FROM runs WHERE id = ?", (run_id,))
-        return bool(rows) and rows[0][0] == "queued"
-
     def finish(self, run_id: int, status: str, exit_code: int | None, error: str | None) -> None:
         assert status in FINISHED
         with self.write() as conn:

@@ -61,9 +61,7 @@ def add(files: Files, home: HomeOption = None,
     specs = load_all(files, max_runs)
     if dry_run:
         if as_json:
-            payload = [r.params for s in specs for r in s.runs] if len(specs) == 1 and False \
-                else [r.params for s in specs for r in s.runs]
-            print(json.dumps(payload, indent=2))
+            print(json.dumps([r.params for s in specs for r in s.runs], indent=2))
             return
         out = console()
         for spec in specs:

@@ -29,8 +29,3 @@ def console():
     tty = sys.stdout.isatty()
     return Console(highlight=False, soft_wrap=not tty, width=None if tty else 200)
 
-
-def err_console():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)

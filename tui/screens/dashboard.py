@@ -201,18 +201,19 @@ class DashboardScreen(Screen):
 
     def action_cancel(self) -> None:
         """On a run: cancel it. On the sweeps list: the whole sweep, after a confirmation."""
-        if self.focused is self.query_one(SweepsList) and self.current:
-            self.app.confirm_then(f"Cancel every queued and running run of {self.current}?",
-                                  lambda: self.app.cancel_runs(sweep=self.current))
-        elif (run_id := self.selected_run()) is not None:
-            self.app.cancel_runs(ids=[run_id])
+        self._on_selection("Cancel every queued and running run of {sweep}?",
+                           self.app.cancel_runs)
 
     def action_retry(self) -> None:
-        if self.focused is self.query_one(SweepsList) and self.current:
-            self.app.confirm_then(f"Retry every failed or cancelled run of {self.current}?",
-                                  lambda: self.app.retry_runs(sweep=self.current))
+        self._on_selection("Retry every failed or cancelled run of {sweep}?", self.app.retry_runs)
+
+    def _on_selection(self, question: str, act) -> None:
+        """The selected run at once, or the selected sweep (several runs) once confirmed."""
+        sweep = self.current
+        if self.focused is self.query_one(SweepsList) and sweep:
+            self.app.confirm_then(question.format(sweep=sweep), lambda: act(sweep=sweep))
         elif (run_id := self.selected_run()) is not None:
-            self.app.retry_runs(ids=[run_id])
+            act(ids=[run_id])
 
     def on_action_done(self, message: ActionDone) -> None:
         self.notify(message.text, severity="error" if message.error else "information")
