@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.matrix import load  # noqa: E402
-from engine.store import Store  # noqa: E402
+from gridrun.engine.matrix import load  # noqa: E402
+from gridrun.engine.store import Store  # noqa: E402
 
 
 def main() -> None:

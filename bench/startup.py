@@ -33,7 +33,7 @@ def timed(argv: list[str], env: dict, reps: int) -> float:
 
 def heavy_modules(args: list[str], env: dict) -> list[str]:
     code = (f"import sys; sys.argv = ['gridrun'] + {args!r}\n"
-            "from tui.cli import app\nfrom tui.errors import run_app\n"
+            "from gridrun.tui.cli import app\nfrom gridrun.tui.errors import run_app\n"
             "import contextlib, io\n"
             "with contextlib.redirect_stdout(io.StringIO()): run_app(app, sys.argv[1:])\n"
             "import json; print(json.dumps(sorted(sys.modules)))")
@@ -48,7 +48,7 @@ def main() -> None:
     reps = parser.parse_args().reps
     home = tempfile.mkdtemp(prefix="gridrun-bench-")
     env = {**os.environ, "GRIDRUN_HOME": home, "PYTHONPATH": str(ROOT)}
-    gridrun = [sys.executable, "-m", "tui.cli"]
+    gridrun = [sys.executable, "-m", "gridrun.tui.cli"]
     rows = [("python -c pass (floor)", [sys.executable, "-c", "pass"], None),
             ("gridrun --help", gridrun + ["--help"], ["--help"]),
             ("gridrun queue ls", gridrun + ["queue", "ls"], ["queue", "ls"]),

@@ -43,10 +43,10 @@ from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from experiments import data as datasets  # noqa: E402
-from experiments.config import resolve  # noqa: E402
-from experiments.models import create_model  # noqa: E402
-from experiments.train import train  # noqa: E402
+from gridrun.experiments import data as datasets  # noqa: E402
+from gridrun.experiments.config import resolve  # noqa: E402
+from gridrun.experiments.models import create_model  # noqa: E402
+from gridrun.experiments.train import train  # noqa: E402
 
 WORKLOADS = {
     "MNIST MLP": {

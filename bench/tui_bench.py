@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.matrix import load  # noqa: E402
-from engine.store import Progress, Store  # noqa: E402
+from gridrun.engine.matrix import load  # noqa: E402
+from gridrun.engine.store import Progress, Store  # noqa: E402
 
 
 def build_store(home: Path, runs: int, epochs: int) -> Store:
@@ -61,10 +61,10 @@ def build_store(home: Path, runs: int, epochs: int) -> Store:
 
 async def measure(home: Path) -> dict[str, float]:
     """In a fresh process, as a user starts it: nothing of the store-building is warm."""
-    from engine.store import Store
-    from tui.app import GridrunApp
-    from tui.screens.dashboard import DashboardScreen
-    from tui.widgets.runs_table import RunsTable
+    from gridrun.engine.store import Store
+    from gridrun.tui.app import GridrunApp
+    from gridrun.tui.screens.dashboard import DashboardScreen
+    from gridrun.tui.widgets.runs_table import RunsTable
 
     store = Store(home)
     timings: dict[str, list[float]] = {"tick": [], "poll": []}

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import executor
-from engine.errors import GridrunError, did_you_mean
-from engine.home import DaemonLock, daemon_pid
-from engine.store import STATUSES, Run, Store
+from gridrun.engine import executor
+from gridrun.engine.errors import GridrunError, did_you_mean
+from gridrun.engine.home import DaemonLock, daemon_pid
+from gridrun.engine.store import STATUSES, Run, Store
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def start_daemon(home: Path, *, watch: bool = True, cpu_slots: int = 1,
     """Start `gridrun queue run` in its own session, its output going to daemon.log, and wait
     until it holds the lock; returns its pid. The interface uses this: it never owns runs."""
     home = Path(home)
-    argv = [sys.executable, "-m", "tui.cli", "queue", "run", "--home", str(home),
+    argv = [sys.executable, "-m", "gridrun.tui.cli", "queue", "run", "--home", str(home),
             "--cpu-slots", str(cpu_slots)]
     if watch:
         argv.append("--watch")

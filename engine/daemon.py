@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import executor, gpus as gpu_info, stages
-from engine.home import DaemonLock, daemon_pid
-from engine.matrix import builtin_command
-from engine.placement import DeviceLoad, Need, Tenant, place
-from engine.store import Run, Store
-from engine.tail import ATTEMPT_KEY, RunTail, attempt_marker_line
+from gridrun.engine import executor, gpus as gpu_info, stages
+from gridrun.engine.home import DaemonLock, daemon_pid
+from gridrun.engine.matrix import builtin_command
+from gridrun.engine.placement import DeviceLoad, Need, Tenant, place
+from gridrun.engine.store import Run, Store
+from gridrun.engine.tail import ATTEMPT_KEY, RunTail, attempt_marker_line
 
 TICK_S = 0.25          # metrics reach the store at least this often while runs go
 # SIGTERM, then SIGKILL this much later (DESIGN: 10 s; the tests shorten it through the env)

@@ -18,7 +18,7 @@ from typing import Any
 
 import tomli_w
 
-from engine.matrix import render_command, unflatten
+from gridrun.engine.matrix import render_command, unflatten
 
 
 @dataclass(frozen=True)

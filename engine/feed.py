@@ -13,10 +13,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import gpus as gpu_info
-from engine.control import daemon_info
-from engine.results import GUESSES, is_loss, numeric
-from engine.store import Run, Store, Sweep
+from gridrun.engine import gpus as gpu_info
+from gridrun.engine.control import daemon_info
+from gridrun.engine.results import GUESSES, is_loss, numeric
+from gridrun.engine.store import Run, Store, Sweep
 
 HISTORY = 40  # utilisation samples kept per GPU
 # Metric series of runs seen for the first time are read at most this many runs a poll: a big

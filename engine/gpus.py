@@ -24,7 +24,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from engine.errors import GridrunError
+from gridrun.engine.errors import GridrunError
 
 FAKE_ENV = "GRIDRUN_FAKE_GPUS"
 _GIB = 2**30

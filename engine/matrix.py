@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import GridrunError, did_you_mean
-from engine.tomlpos import Locator, split_tomllib_message
+from gridrun.engine.errors import GridrunError, did_you_mean
+from gridrun.engine.tomlpos import Locator, split_tomllib_message
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,8 +93,11 @@ def canonical(params: Mapping[str, Any]) -> str:
 
 
 def builtin_command() -> tuple[str, ...]:
-    """The built-in trainer, run by the daemon's own interpreter."""
-    return (sys.executable, "-m", "experiments.train")
+    """The built-in trainer, run by the daemon's own interpreter. `-P` (Python 3.11+) keeps the
+    run's working directory, the sweep file's folder, off `sys.path`: nothing a user keeps
+    there can stand in for a module of gridrun."""
+    safe_path = ("-P",) if sys.version_info >= (3, 11) else ()
+    return (sys.executable, *safe_path, "-m", "gridrun.experiments.train")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -489,7 +492,7 @@ class _Builder:
     def check_schema(self, runs: list[dict], names: list[str], includes: list[dict]) -> None:
         """Built-in trainer: every name must be one of its parameters, every value allowed
         (each run's values are checked, so sampled values and seeds are too)."""
-        from experiments import schema  # torch-free by contract
+        from gridrun.experiments import schema  # torch-free by contract
 
         known = schema.known_names()
         for key in names:
@@ -623,7 +626,7 @@ class _Builder:
         return tuple(stages)
 
     def check_stage_schema(self, key: str, value: Any, nth: int) -> None:
-        from experiments import schema
+        from gridrun.experiments import schema
 
         if schema.is_free(key):
             return

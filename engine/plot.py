@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.errors import GridrunError, did_you_mean
-from engine.matrix import canonical
-from engine.results import choose_metric, config_text, numeric
-from engine.store import Store
+from gridrun.engine.errors import GridrunError, did_you_mean
+from gridrun.engine.matrix import canonical
+from gridrun.engine.results import choose_metric, config_text, numeric
+from gridrun.engine.store import Store
 
 EXTENSIONS = (".png", ".svg", ".pdf")
 

@@ -5,7 +5,7 @@ depends on the standard library only (no torch, no numpy, nothing from the rest 
 
 1. A script reports with::
 
-       from engine.report import report
+       from gridrun.engine.report import report
        report(epoch=3, train_loss=0.31, val_acc=0.97, lr=1e-3)
 
    Under gridrun (`GRIDRUN_RUN_DIR` set) that appends one JSON object to

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import results, stages, table_format
-from engine.errors import GridrunError
-from engine.results import EXTRA_COLUMNS, ResultTable
-from engine.store import Store
+from gridrun.engine import results, stages, table_format
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.results import EXTRA_COLUMNS, ResultTable
+from gridrun.engine.store import Store
 
 EXPORT_NAME = "results.md"
 # bookkeeping and echoed parameters: never something to rank a configuration by

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import GridrunError, did_you_mean
-from engine.matrix import canonical
-from engine.store import Run, Store, Sweep
+from gridrun.engine.errors import GridrunError, did_you_mean
+from gridrun.engine.matrix import canonical
+from gridrun.engine.store import Run, Store, Sweep
 
 # what to rank by when a sweep names no metric: the first of these that its runs report
 GUESSES = ("val_acc", "val_accuracy", "test_acc", "accuracy", "acc", "val_loss", "loss")
@@ -223,7 +223,7 @@ def _flag_twins(rows: list[Row], histories: dict[int, list[dict]]) -> list[Row]:
 
 
 def config_text(config: Mapping[str, Any]) -> str:
-    from engine.matrix import format_value
+    from gridrun.engine.matrix import format_value
 
     return " ".join(f"{k}={format_value(v)}" for k, v in config.items()) or "(all runs)"
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from engine.matrix import RunSpec, canonical, flatten, varying_keys
-from engine.results import ResultTable, build
-from engine.store import Run, Store, Sweep
+from gridrun.engine.matrix import RunSpec, canonical, flatten, varying_keys
+from gridrun.engine.results import ResultTable, build
+from gridrun.engine.store import Run, Store, Sweep
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import GridrunError
-from engine.matrix import RunSpec, SweepSpec, slug
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.matrix import RunSpec, SweepSpec, slug
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
@@ -397,7 +397,7 @@ class Store:
     def require_sweep(self, name: str) -> Sweep:
         sweep = self.sweep(name)
         if sweep is None:
-            from engine.errors import did_you_mean
+            from gridrun.engine.errors import did_you_mean
             names = [s.name for s in self.sweeps()]
             raise GridrunError(f'no sweep named "{name}" in {self.home}',
                                hint=did_you_mean(name, names)

@@ -23,10 +23,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import matrix
-from engine.errors import GridrunError
-from engine.store import AddResult, Store
-from engine.tomlpos import Locator
+from gridrun.engine import matrix
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.store import AddResult, Store
+from gridrun.engine.tomlpos import Locator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -93,7 +93,7 @@ timeout_min = 10
 # this file's folder (or `workdir`), each {{name}} replaced by the
 # run's value and {{run_dir}} by its own folder. Metrics come from
 # what the script prints ("epoch 3 loss 0.31 val_acc 0.97"), or from
-#   from engine.report import report; report(epoch=3, val_acc=0.97)
+#   from gridrun import report; report(epoch=3, val_acc=0.97)
 name = "my-sweep"
 description = "my script: learning rate x batch size"
 metric = "val_acc"
@@ -257,7 +257,7 @@ def summarize(spec: matrix.SweepSpec, limit: int = 200) -> Summary:
     rows = tuple(tuple(matrix.format_value(r.params[c]) if c in r.params else "-"
                        for c in columns) for r in runs[:limit])
     command = (" ".join(spec.command) if spec.command
-               else "the built-in trainer (python -m experiments.train)")
+               else "the built-in trainer (python -m gridrun.experiments.train)")
     return Summary(spec.name, len(runs), tuple(columns), distinct, rows, command, spec.workdir,
                    len(spec.stages))
 

@@ -11,8 +11,8 @@ import io
 import json
 from typing import Any
 
-from engine.matrix import format_value
-from engine.results import ResultTable, Row, Stat, is_accuracy, is_loss
+from gridrun.engine.matrix import format_value
+from gridrun.engine.results import ResultTable, Row, Stat, is_accuracy, is_loss
 
 FORMATS = ("md", "csv", "latex", "json")
 

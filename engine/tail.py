@@ -12,8 +12,8 @@ import math
 import os
 from pathlib import Path
 
-from engine.report import OutputParser
-from engine.store import Progress
+from gridrun.engine.report import OutputParser
+from gridrun.engine.store import Progress
 
 READ_CHUNK = 1 << 20  # at most 1 MiB of new output per file per tick keeps a tick short
 # Written by the daemon where a new attempt of a run begins: in stdout.log as a line, in

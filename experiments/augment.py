@@ -16,8 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from experiments import schema
-from experiments.config import TrainerError, check_kwargs
+from gridrun.experiments import schema
+from gridrun.experiments.config import TrainerError, check_kwargs
 
 Tensor = torch.Tensor
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments import schema
+from gridrun.experiments import schema
 
 if sys.version_info >= (3, 11):
     import tomllib

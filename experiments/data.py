@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from experiments import schema
-from experiments.config import TrainerError
+from gridrun.experiments import schema
+from gridrun.experiments.config import TrainerError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

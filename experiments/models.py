@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments import schema
-from experiments.config import TrainerError, check_kwargs, group
+from gridrun.experiments import schema
+from gridrun.experiments.config import TrainerError, check_kwargs, group
 
 Shape = tuple[int, int, int]   # channels, height, width
 

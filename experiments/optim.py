@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer, lr_scheduler
 
-from experiments import schema
-from experiments.config import TrainerError, check_kwargs
+from gridrun.experiments import schema
+from gridrun.experiments.config import TrainerError, check_kwargs
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
     name: getattr(torch.optim, cls) for name, cls in schema.OPTIMIZERS.items()

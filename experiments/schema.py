@@ -2,7 +2,7 @@
 
 Standard library only (no torch): the engine imports this module to check a sweep's parameters at
 `gridrun queue add` time when the sweep has no `command`, and the trainer
-(`python -m experiments.train`) reads its defaults from here. `describe()` prints the whole table.
+(`python -m gridrun.experiments.train`) reads its defaults from here. `describe()` prints the whole table.
 
 Names are flat (`lr`, `batch_size`), with dotted groups for one component's arguments
 (`mlp.hidden`, `early_stop.patience`). In TOML a dotted name is a dotted key or a nested table:
@@ -385,7 +385,7 @@ def describe(width: int = 100) -> str:
     default_w = min(max(len(_show(p.default)) for p in PARAMS.values()), 24) + 2
     lead = name_w + kind_w + default_w
     allowed_w = max(width - lead - 2, 20)
-    out = textwrap.wrap("Built-in trainer parameters (python -m experiments.train): set them "
+    out = textwrap.wrap("Built-in trainer parameters (python -m gridrun.experiments.train): set them "
                         "under [params], [grid], [zip] or [sample] of a sweep without `command`.",
                         width) + [""]
     header = f"  {'name':<{name_w}}{'kind':<{kind_w}}{'default':<{default_w}}allowed"

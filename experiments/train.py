@@ -1,11 +1,11 @@
-"""The built-in trainer: `python -m experiments.train`, the command of every sweep without one.
+"""The built-in trainer: `python -m gridrun.experiments.train`, the command of every sweep without one.
 
 Under gridrun the run folder is `$GRIDRUN_RUN_DIR` and the parameters are its `config.toml`
 (the names of experiments/schema.py; nested tables are dotted names). By hand:
 
-    python -m experiments.train --set dataset=digits --set epochs=3 [--run-dir DIR]
-    python -m experiments.train study.toml --set lr=0.01     # a config or a sweep's [params]
-    python -m experiments.train --params                     # every parameter, with defaults
+    python -m gridrun.experiments.train --set dataset=digits --set epochs=3 [--run-dir DIR]
+    python -m gridrun.experiments.train study.toml --set lr=0.01     # a config or a sweep's [params]
+    python -m gridrun.experiments.train --params                     # every parameter, with defaults
 
 The whole training set lives on the device as uint8; each epoch draws a random permutation
 there, and every batch is indexed, augmented and normalised on the device: no DataLoader, no
@@ -34,13 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.report import ENV_RUN_DIR, report
-from experiments import checkpoint, schema
-from experiments import data as datasets
-from experiments.augment import Pipeline, create_pipeline, mixup
-from experiments.config import TrainerError, group, parse_set, read_toml, resolve
-from experiments.models import count_params, create_model
-from experiments.optim import create_optimizer, create_scheduler
+from gridrun.engine.report import ENV_RUN_DIR, report
+from gridrun.experiments import checkpoint, schema
+from gridrun.experiments import data as datasets
+from gridrun.experiments.augment import Pipeline, create_pipeline, mixup
+from gridrun.experiments.config import TrainerError, group, parse_set, read_toml, resolve
+from gridrun.experiments.models import count_params, create_model
+from gridrun.experiments.optim import create_optimizer, create_scheduler
 
 STUCK_EPOCHS = 3            # epochs at chance level before a run is called not learning
 STEP_SCHEDULERS = ("cyclic", "onecycle")   # sched_interval = "auto" steps these per batch
@@ -326,7 +326,7 @@ def _emit(metrics: dict) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m experiments.train",
+        prog="python -m gridrun.experiments.train",
         description="The built-in trainer. Under gridrun it reads $GRIDRUN_RUN_DIR/config.toml.")
     p.add_argument("config", nargs="?", type=Path,
                    help="a TOML file of parameters (a sweep file's [params] table is used)")

@@ -18,7 +18,7 @@ FAKE_TRAIN = ROOT / "tests" / "scripts" / "fake_train.py"
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("GRIDRUN_") and k != "CUDA_VISIBLE_DEVICES"}
-    env.update({"GRIDRUN_HOME": str(home), "PYTHONPATH": str(ROOT), **extra})
+    env.update({"GRIDRUN_HOME": str(home), **extra})
     return env
 
 
@@ -30,7 +30,7 @@ class Cli:
         self.cwd = cwd
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "tui.cli", *map(str, args)]
+        return [sys.executable, "-m", "gridrun.tui.cli", *map(str, args)]
 
     def __call__(self, *args: str, timeout: float = 60, env: dict | None = None,
                  check: int | None = None) -> subprocess.CompletedProcess:

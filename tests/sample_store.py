@@ -13,8 +13,8 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from engine.matrix import loads
-from engine.store import Progress, Store
+from gridrun.engine.matrix import loads
+from gridrun.engine.store import Progress, Store
 
 HOME = Path(tempfile.gettempdir()) / "gridrun-snapshots" / "runs"
 T0 = 1_790_000_000.0  # a fixed start time

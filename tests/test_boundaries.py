@@ -21,8 +21,8 @@ def loaded_modules(code: str, env=None) -> set[str]:
 
 
 def test_engine_imports_nothing_heavy():
-    code = ("import engine.matrix, engine.store, engine.daemon, engine.gpus, engine.report, "
-            "engine.results, engine.control, engine.tail")
+    code = ("import gridrun.engine.matrix, gridrun.engine.store, gridrun.engine.daemon, gridrun.engine.gpus, gridrun.engine.report, "
+            "gridrun.engine.results, gridrun.engine.control, gridrun.engine.tail")
     assert not loaded_modules(code) & set(HEAVY)
 
 
@@ -31,11 +31,11 @@ def test_engine_imports_nothing_heavy():
 def test_light_cli_commands_import_nothing_heavy(argv, tmp_path):
     env = cli_env(tmp_path / "home")
     code = (f"import sys; sys.argv = ['gridrun'] + {argv!r}\n"
-            "from tui.cli import app\nfrom tui.errors import run_app\nrun_app(app, sys.argv[1:])")
+            "from gridrun.tui.cli import app\nfrom gridrun.tui.errors import run_app\nrun_app(app, sys.argv[1:])")
     assert not loaded_modules(code, env) & set(HEAVY)
 
 
 def test_report_module_depends_on_the_standard_library_only():
-    mods = loaded_modules("import engine.report")
-    project = {m for m in mods if m.split(".")[0] in ("engine", "tui", "experiments")}
-    assert project == {"engine", "engine.report"}
+    mods = loaded_modules("from gridrun import report")
+    project = {m for m in mods if m.split(".")[0] in ("gridrun", "engine", "tui", "experiments")}
+    assert project == {"gridrun", "gridrun.engine", "gridrun.engine.report"}

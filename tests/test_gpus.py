@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import gpus
-from engine.errors import GridrunError
-from engine.gpus import Gpu, describe, list_gpus, parse_visible_devices
+from gridrun.engine import gpus
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.gpus import Gpu, describe, list_gpus, parse_visible_devices
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 2**30
@@ -74,7 +74,7 @@ def test_no_driver_in_fresh_subprocess():
 
 
 def test_import_does_not_load_pynvml():
-    r = _py("import sys, engine.gpus\nprint('pynvml' in sys.modules)")
+    r = _py("import sys, gridrun.engine.gpus\nprint('pynvml' in sys.modules)")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "False\n"
 

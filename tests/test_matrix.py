@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import matrix
-from engine.errors import GridrunError
-from engine.matrix import (MAX_RUNS, RunSpec, draw_samples, flatten, render_command, slug,
+from gridrun.engine import matrix
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.matrix import (MAX_RUNS, RunSpec, draw_samples, flatten, render_command, slug,
                            unflatten, varying_keys)
 
 PY = sys.executable

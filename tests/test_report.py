@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.report import OutputParser, parse_line, read_metrics, report
+from gridrun.engine.report import OutputParser, parse_line, read_metrics, report
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = Path(__file__).resolve().parent / "data" / "outputs"
@@ -466,7 +466,7 @@ def _run(code: str, run_dir: Path | None, **kw) -> subprocess.CompletedProcess:
 def test_report_appends_one_json_line(tmp_path):
     before = time.time()
     proc = _run("""
-        from engine.report import report
+        from gridrun.engine.report import report
         report(epoch=3, train_loss=0.31, val_acc=0.97, lr=1e-3)
         report(epoch=4, ok=True, warning="not_learning", missing=None, big=2**40)
     """, tmp_path)
@@ -485,7 +485,7 @@ def test_report_appends_one_json_line(tmp_path):
 
 def test_report_nonfinite_becomes_null_and_is_listed(tmp_path):
     proc = _run("""
-        from engine.report import report
+        from gridrun.engine.report import report
         report(epoch=1, loss=float("nan"), grad=float("inf"), low=float("-inf"), acc=0.5)
     """, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -499,7 +499,7 @@ def test_report_nonfinite_becomes_null_and_is_listed(tmp_path):
 
 def test_report_duck_types_numpy_and_torch_scalars(tmp_path):
     proc = _run("""
-        from engine.report import report
+        from gridrun.engine.report import report
         class Tensor:                      # torch.Tensor / numpy scalar: .item()
             def __init__(self, v): self.v = v
             def item(self): return self.v
@@ -517,21 +517,21 @@ def test_report_duck_types_numpy_and_torch_scalars(tmp_path):
 
 
 def test_report_keeps_a_time_given_by_the_caller(tmp_path):
-    proc = _run("from engine.report import report; report(step=1, time=12.5)", tmp_path)
+    proc = _run("from gridrun import report; report(step=1, time=12.5)", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"step": 1, "time": 12.5}
 
 
 def test_report_creates_a_missing_run_dir(tmp_path):
     run_dir = tmp_path / "sweep" / "0-a"
-    proc = _run("from engine.report import report; report(epoch=1)", run_dir)
+    proc = _run("from gridrun import report; report(epoch=1)", run_dir)
     assert proc.returncode == 0, proc.stderr
     assert [r["epoch"] for r in read_metrics(run_dir / "metrics.jsonl")] == [1]
 
 
 def test_report_without_run_dir_prints_a_readable_line(tmp_path):
     proc = _run("""
-        from engine.report import report
+        from gridrun.engine.report import report
         report(epoch=3, train_loss=0.31, val_acc=0.97, lr=1e-3)
         report(epoch=4, loss=float("nan"), note="not learning", flag=False, x=None)
     """, None, )
@@ -548,7 +548,7 @@ def test_concurrent_writers_never_interleave(tmp_path):
     writers, lines = 4, 400
     code = """
         import sys, time
-        from engine.report import report
+        from gridrun.engine.report import report
         w, start = int(sys.argv[1]), float(sys.argv[2])
         pad = "x" * 3000                   # lines far over PIPE_BUF
         while time.time() < start:         # all writers at once, not one after the other
@@ -586,8 +586,8 @@ def test_report_in_process_rejects_unsupported_values(monkeypatch, tmp_path):
 def test_module_imports_nothing_heavy():
     proc = _run("""
         import sys
-        import engine.report
-        heavy = {"torch", "numpy", "textual", "typer", "rich", "engine.errors"} & set(sys.modules)
+        import gridrun.engine.report
+        heavy = {"torch", "numpy", "textual", "typer", "rich", "gridrun.engine.errors"} & set(sys.modules)
         print(sorted(heavy))
     """, None)
     assert proc.returncode == 0, proc.stderr
@@ -595,7 +595,7 @@ def test_module_imports_nothing_heavy():
 
 
 def test_command_line_shows_what_a_log_gives():
-    proc = subprocess.run([sys.executable, "-m", "engine.report", str(OUTPUTS / "keras.log")],
+    proc = subprocess.run([sys.executable, "-m", "gridrun.engine.report", str(OUTPUTS / "keras.log")],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["epoch"] for line in proc.stdout.splitlines()] == [1, 2]

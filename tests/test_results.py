@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import results, table_format
-from engine.matrix import load
-from engine.store import Progress, Store
+from gridrun.engine import results, table_format
+from gridrun.engine.matrix import load
+from gridrun.engine.store import Progress, Store
 from tests.conftest import FAKE_TRAIN
 
 PY = json.dumps(sys.executable)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments import schema
-from experiments.schema import PARAMS, Param, check, is_free, lookup
+from gridrun.experiments import schema
+from gridrun.experiments.schema import PARAMS, Param, check, is_free, lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_import_in_a_fresh_interpreter_loads_no_torch_and_nothing_outside_the_stdlib():
     code = (
         "import json, sys\n"
-        "import experiments.schema as s\n"
+        "import gridrun.experiments.schema as s\n"
         "s.check('lr', 0.1); s.describe(); s.defaults()\n"
         "mods = sorted({m.split('.')[0] for m in sys.modules})\n"
         "print(json.dumps({'torch': 'torch' in sys.modules, 'mods': mods,\n"
@@ -32,7 +32,7 @@ def test_import_in_a_fresh_interpreter_loads_no_torch_and_nothing_outside_the_st
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert found["torch"] is False
-    std = set(found["std"]) | {"experiments", "__main__", "_distutils_hack", "sitecustomize",
+    std = set(found["std"]) | {"gridrun", "__main__", "_distutils_hack", "sitecustomize",
                                "usercustomize"}
     foreign = [m for m in found["mods"] if m not in std and not m.startswith("_")]
     assert foreign == [], f"schema pulls in non-stdlib modules: {foreign}"

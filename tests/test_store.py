@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import GridrunError
-from engine.matrix import load
-from engine.store import FINISHED, SCHEMA_VERSION, Progress, Store
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.matrix import load
+from gridrun.engine.store import FINISHED, SCHEMA_VERSION, Progress, Store
 from tests.conftest import ROOT, cli_env, write_sweep
 
 TABLES = {"sweeps", "runs", "metrics", "requests"}
@@ -73,13 +73,12 @@ def in_thread(fn, timeout: float):
 
 def py_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDRUN_")}
-    env["PYTHONPATH"] = str(ROOT)
     return env
 
 
 def store_proc(home: Path, code: str) -> subprocess.Popen:
     """Another process using the store through engine.store."""
-    prog = "import json, sys, time\nfrom engine.store import Store\n" \
+    prog = "import json, sys, time\nfrom gridrun.engine.store import Store\n" \
            f"store = Store({str(home)!r})\n" + textwrap.dedent(code)
     return subprocess.Popen([sys.executable, "-c", prog], cwd=ROOT, env=py_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -815,7 +814,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path):
     import shutil
     import sqlite3
 
-    from engine.store import SCHEMA_VERSION
+    from gridrun.engine.store import SCHEMA_VERSION
 
     home = tmp_path / "old"
     home.mkdir()

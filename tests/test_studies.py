@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.matrix import SweepSpec, flatten, load
-from experiments import schema
+from gridrun.engine.matrix import SweepSpec, flatten, load
+from gridrun.experiments import schema
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 STUDIES = sorted(EXPERIMENTS.glob("*.toml"))

@@ -1,4 +1,4 @@
-"""The built-in trainer (python -m experiments.train) on CPU, with scikit-learn's digits and
+"""The built-in trainer (python -m gridrun.experiments.train) on CPU, with scikit-learn's digits and
 synthetic data: every registered name trains, the metrics a user reads are right, and a run
 survives a kill. Small widths and limit_train keep each run to a fraction of a second."""
 from __future__ import annotations
@@ -17,13 +17,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.report import read_metrics  # noqa: E402
-from experiments import augment, checkpoint, schema  # noqa: E402
-from experiments import data as datasets  # noqa: E402
-from experiments.config import TrainerError, resolve  # noqa: E402
-from experiments.models import count_params, create_model, list_models  # noqa: E402
-from experiments.optim import list_optimizers, list_schedulers  # noqa: E402
-from experiments.train import Diverged, Plan, main, train  # noqa: E402
+from gridrun.engine.report import read_metrics  # noqa: E402
+from gridrun.experiments import augment, checkpoint, schema  # noqa: E402
+from gridrun.experiments import data as datasets  # noqa: E402
+from gridrun.experiments.config import TrainerError, resolve  # noqa: E402
+from gridrun.experiments.models import count_params, create_model, list_models  # noqa: E402
+from gridrun.experiments.optim import list_optimizers, list_schedulers  # noqa: E402
+from gridrun.experiments.train import Diverged, Plan, main, train  # noqa: E402
 from tests.conftest import ROOT, cli_env  # noqa: E402
 
 # Tiny versions of every model, a quick slice of digits: one epoch is two optimizer steps.
@@ -214,7 +214,7 @@ def _write_config(run_dir: Path, params: dict) -> None:
 
 def _trainer(run_dir: Path) -> subprocess.Popen:
     env = {**cli_env(run_dir), "GRIDRUN_RUN_DIR": str(run_dir), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "experiments.train"], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "gridrun.experiments.train"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 

@@ -6,15 +6,15 @@ import os
 import signal
 import time
 
-from engine.home import daemon_pid
-from engine.store import Store
+from gridrun.engine.home import daemon_pid
+from gridrun.engine.store import Store
 from tests.conftest import cli_env, wait_until
-from tui.app import GridrunApp
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.help import HelpScreen
-from tui.widgets.runs_table import RunsTable
-from tui.widgets.sweeps_list import SweepsList
+from gridrun.tui.app import GridrunApp
+from gridrun.tui.screens.confirm import ConfirmScreen
+from gridrun.tui.screens.dashboard import DashboardScreen
+from gridrun.tui.screens.help import HelpScreen
+from gridrun.tui.widgets.runs_table import RunsTable
+from gridrun.tui.widgets.sweeps_list import SweepsList
 
 
 def cell(table, row_key, column_key) -> str:

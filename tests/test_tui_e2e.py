@@ -8,8 +8,8 @@ import sys
 import time
 import uuid
 
-from engine.home import daemon_pid
-from engine.store import Store
+from gridrun.engine.home import daemon_pid
+from gridrun.engine.store import Store
 from tests.conftest import FAKE_TRAIN, ROOT, cli_env
 
 class Terminal:
@@ -45,7 +45,7 @@ def test_queue_watch_export_quit_and_the_runs_go_on(tmp_path):
     name = f"gridrun-e2e-{uuid.uuid4().hex[:8]}"
     command = " ".join(["cd", str(tmp_path), "&&", "env",
                         *(f"{k}={v}" for k, v in env.items() if k.startswith(("GRIDRUN_", "PYTHONPATH"))),
-                        sys.executable, "-m", "tui.cli"])
+                        sys.executable, "-m", "gridrun.tui.cli"])
     subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "40", command],
                    check=True, env=env)
     term = Terminal(name)
@@ -87,5 +87,5 @@ def test_queue_watch_export_quit_and_the_runs_go_on(tmp_path):
     while time.monotonic() < deadline and any(r.status != "done" for r in store.runs()):
         time.sleep(0.3)
     assert [r.status for r in store.runs()] == ["done"] * 4
-    subprocess.run([sys.executable, "-m", "tui.cli", "queue", "stop", "--now"], env=env,
+    subprocess.run([sys.executable, "-m", "gridrun.tui.cli", "queue", "stop", "--now"], env=env,
                    cwd=ROOT, capture_output=True, timeout=30)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from engine import matrix, sweep_files
-from engine.errors import GridrunError
-from engine.store import Store
+from gridrun.engine import matrix, sweep_files
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.store import Store
 from tests.conftest import ROOT
-from tui.app import GridrunApp
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.new_sweep import NewSweepScreen
+from gridrun.tui.app import GridrunApp
+from gridrun.tui.screens.dashboard import DashboardScreen
+from gridrun.tui.screens.new_sweep import NewSweepScreen
 
 QUICKSTART = ROOT / "examples" / "quickstart.toml"
 

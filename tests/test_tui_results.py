@@ -14,9 +14,9 @@ from textual.content import Content
 from textual.widgets import DataTable, Select, SelectionList
 
 from tests.conftest import FAKE_TRAIN, Cli, wait_until
-from tui.app import GridrunApp
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.results import ResultsScreen
+from gridrun.tui.app import GridrunApp
+from gridrun.tui.screens.dashboard import DashboardScreen
+from gridrun.tui.screens.results import ResultsScreen
 
 PY, TRAIN = f'"{sys.executable}"', f'"{FAKE_TRAIN}"'
 FLAT = (f'name = "grid"\nseeds = [0, 1]\nmetric = "accuracy"\n'

@@ -13,13 +13,13 @@ from pathlib import Path
 from rich.console import Console
 from textual.widgets import DataTable, Log, Tabs
 
-from engine.logview import read_from, start_offset
-from engine.store import Store
+from gridrun.engine.logview import read_from, start_offset
+from gridrun.engine.store import Store
 from tests.conftest import cli_env, wait_until
-from tui.app import GridrunApp
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.run_detail import LOG_LINES, RunDetailScreen
-from tui.widgets.runs_table import RunsTable
+from gridrun.tui.app import GridrunApp
+from gridrun.tui.screens.dashboard import DashboardScreen
+from gridrun.tui.screens.run_detail import LOG_LINES, RunDetailScreen
+from gridrun.tui.widgets.runs_table import RunsTable
 
 
 def screen_text(app) -> str:

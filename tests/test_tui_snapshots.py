@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tests import sample_store
-from tui.app import GridrunApp
-from tui.widgets.runs_table import RunsTable
+from gridrun.tui.app import GridrunApp
+from gridrun.tui.widgets.runs_table import RunsTable
 
 SIZES = [(80, 24), (120, 40)]
 

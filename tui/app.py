@@ -11,10 +11,10 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 
-from engine import control
-from engine.errors import GridrunError
-from engine.store import Store
-from tui.messages import ActionDone
+from gridrun.engine import control
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.store import Store
+from gridrun.tui.messages import ActionDone
 
 
 class GridrunApp(App):
@@ -35,7 +35,7 @@ class GridrunApp(App):
         self.cpu_slots = cpu_slots
 
     def on_mount(self) -> None:
-        from tui.screens.dashboard import DashboardScreen
+        from gridrun.tui.screens.dashboard import DashboardScreen
 
         self.push_screen(DashboardScreen(self.refresh_s))
         if self.start_daemon:
@@ -59,7 +59,7 @@ class GridrunApp(App):
     # -- actions that write, in workers ----------------------------------------------------------
 
     def confirm_then(self, question: str, then: Callable[[], None]) -> None:
-        from tui.screens.confirm import ConfirmScreen
+        from gridrun.tui.screens.confirm import ConfirmScreen
 
         self.push_screen(ConfirmScreen(question), lambda ok: then() if ok else None)
 
@@ -92,7 +92,7 @@ class GridrunApp(App):
     # -- help and the command palette -------------------------------------------------------
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from gridrun.tui.screens.help import HelpScreen
 
         self.push_screen(HelpScreen())
 

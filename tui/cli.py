@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from tui import cmd_gpus, cmd_queue, cmd_results, cmd_tui
-from tui.errors import run_app
+from gridrun.tui import cmd_gpus, cmd_queue, cmd_results, cmd_tui
+from gridrun.tui.errors import run_app
 
 app = typer.Typer(
     name="gridrun",

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 
-from tui.options import JsonOption, console
+from gridrun.tui.options import JsonOption, console
 
 
 def gpus(as_json: JsonOption = False) -> None:
     """List the GPUs (honouring CUDA_VISIBLE_DEVICES), or say that there are none."""
-    from engine import gpus as gpu_info
+    from gridrun.engine import gpus as gpu_info
 
     devices = gpu_info.list_gpus()
     if as_json:

@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.errors import GridrunError
-from tui import fmt
-from tui.options import HomeOption, JsonOption, console, open_home
+from gridrun.engine.errors import GridrunError
+from gridrun.tui import fmt
+from gridrun.tui.options import HomeOption, JsonOption, console, open_home
 
 app = typer.Typer(help="Queue runs and run the queue.", no_args_is_help=True,
                   rich_markup_mode=None)
@@ -25,7 +25,7 @@ SweepOpt = Annotated[Optional[str], typer.Option("--sweep", help="Every run of t
 
 def load_all(files: list[Path], max_runs: int):
     """Validate every file before anything is stored: one bad file queues nothing."""
-    from engine.matrix import load
+    from gridrun.engine.matrix import load
 
     specs = [load(f, max_runs=max_runs) for f in files]
     names = [s.name for s in specs]
@@ -45,7 +45,7 @@ def print_expansion(spec, out) -> None:
     for key in spec.varying:
         table.add_column(key)
     shown = spec.runs if len(spec.runs) <= 200 else spec.runs[:200]
-    from engine.matrix import format_value
+    from gridrun.engine.matrix import format_value
     for i, run in enumerate(shown, 1):
         table.add_row(str(i), *[format_value(run.params.get(k, "-")) for k in spec.varying])
     out.print(table)
@@ -90,8 +90,8 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
         detach: Annotated[bool, typer.Option("--detach", help="Run the daemon in the background.")] = False,
         max_runs: MaxRuns = 100_000) -> int:
     """Run the queue until it is empty: exit 0 when every run ended done or cancelled, 1 when any failed."""
-    from engine.daemon import Daemon, DaemonBusy, Options
-    from engine.home import daemon_pid
+    from gridrun.engine.daemon import Daemon, DaemonBusy, Options
+    from gridrun.engine.home import daemon_pid
 
     home_path, store = open_home(home)
     held = daemon_pid(home_path)
@@ -109,7 +109,7 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
 
     options = Options(cpu_slots=cpu_slots, slots_per_gpu=slots_per_gpu, watch=watch,
                       sweeps_of_interest={s.name for s in specs})
-    from tui.display import LiveDisplay, PlainDisplay, print_summary
+    from gridrun.tui.display import LiveDisplay, PlainDisplay, print_summary
 
     daemon = Daemon(home_path, store, options)
     try:
@@ -139,7 +139,7 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
 
 def _detach(home: Path, watch: bool, slots_per_gpu: int | None, cpu_slots: int) -> int:
     """Start `queue run` again in its own session, its output going to daemon.log."""
-    from engine.control import start_daemon
+    from gridrun.engine.control import start_daemon
 
     pid = start_daemon(home, watch=watch, cpu_slots=cpu_slots, slots_per_gpu=slots_per_gpu)
     print(f"daemon started in the background (pid {pid}); log: {home / 'daemon.log'}")
@@ -156,7 +156,7 @@ def ls(home: HomeOption = None, sweep: Annotated[Optional[str], typer.Option(
        status: Annotated[Optional[str], typer.Option("--status", help="Only runs in this state.")] = None,
        as_json: JsonOption = False) -> None:
     """List runs: status, device, varying parameters, latest metrics and flags."""
-    from engine.control import check_status
+    from gridrun.engine.control import check_status
 
     check_status(status)
     _, store = open_home(home)
@@ -164,7 +164,7 @@ def ls(home: HomeOption = None, sweep: Annotated[Optional[str], typer.Option(
         store.require_sweep(sweep)
     runs = store.runs(sweep=sweep, status=status)
     if as_json:
-        from engine.results import twin_runs
+        from gridrun.engine.results import twin_runs
 
         twins = twin_runs(runs)
         print(json.dumps([{**r.to_json(), "same_metrics_as": twins.get(r.id)} for r in runs],
@@ -176,7 +176,7 @@ def ls(home: HomeOption = None, sweep: Annotated[Optional[str], typer.Option(
         return
     from rich.table import Table
 
-    from engine.results import twin_runs
+    from gridrun.engine.results import twin_runs
 
     varying = _sweep_varying(store)
     metrics = {s.id: s.metric for s in store.sweeps()}
@@ -204,7 +204,7 @@ def ls(home: HomeOption = None, sweep: Annotated[Optional[str], typer.Option(
 def show(run_id: Annotated[int, typer.Argument(help="Run id.")], home: HomeOption = None,
          as_json: JsonOption = False) -> None:
     """One run: parameters, status, metrics found, its folder and the command that replays it."""
-    from engine.control import replay_command, select_runs
+    from gridrun.engine.control import replay_command, select_runs
 
     _, store = open_home(home)
     run_ = select_runs(store, [run_id], None)[0]
@@ -244,7 +244,7 @@ def show(run_id: Annotated[int, typer.Argument(help="Run id.")], home: HomeOptio
 @app.command("status")
 def status(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """The daemon (pid, slots, devices) and how many runs are in each state."""
-    from engine.control import daemon_info
+    from gridrun.engine.control import daemon_info
 
     home_path, store = open_home(home)
     info = daemon_info(home_path)
@@ -268,7 +268,7 @@ def status(home: HomeOption = None, as_json: JsonOption = False) -> None:
 @app.command("cancel")
 def cancel(ids: Ids = None, sweep: SweepOpt = None, home: HomeOption = None) -> None:
     """Cancel runs: queued ones at once, running ones are stopped by the daemon (SIGTERM, then SIGKILL)."""
-    from engine import control
+    from gridrun.engine import control
 
     home_path, store = open_home(home)
     runs = control.select_runs(store, ids, sweep)
@@ -286,7 +286,7 @@ def retry(ids: Ids = None,
           failed: Annotated[bool, typer.Option("--failed", help="Every failed run.")] = False,
           sweep: SweepOpt = None, home: HomeOption = None) -> None:
     """Queue failed or cancelled runs again, as a new attempt."""
-    from engine import control
+    from gridrun.engine import control
 
     _, store = open_home(home)
     if failed:
@@ -299,7 +299,7 @@ def retry(ids: Ids = None,
     print(f"queued {len(retried)} run(s) again" if retried else
           "nothing to retry: no failed or cancelled run among those")
     if retried:
-        from engine.home import daemon_pid, resolve_home
+        from gridrun.engine.home import daemon_pid, resolve_home
 
         if daemon_pid(resolve_home(home)) is None:
             print("hint: no daemon is running; `gridrun queue run` runs them")
@@ -310,7 +310,7 @@ def stop(now: Annotated[bool, typer.Option(
             "--now", help="Interrupt running runs and requeue them.")] = False,
          home: HomeOption = None) -> None:
     """Stop the daemon: after its running runs finish, or at once with --now."""
-    from engine import control
+    from gridrun.engine import control
 
     home_path, store = open_home(home)
     pid = control.stop(store, home_path, now)

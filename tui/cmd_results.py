@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.errors import GridrunError, did_you_mean
-from tui.options import HomeOption, console, open_home
+from gridrun.engine.errors import GridrunError, did_you_mean
+from gridrun.tui.options import HomeOption, console, open_home
 
 SweepArg = Annotated[str, typer.Argument(help="Sweep name.", show_default=False)]
 MetricOpt = Annotated[Optional[str], typer.Option(
@@ -22,7 +22,7 @@ Where = Annotated[Optional[list[str]], typer.Option(
 
 def tables_for(store, sweep_name: str, *, metric, mode, pick, group_by, where, stage):
     """The table, or one table per stage for a staged sweep (or the one asked for)."""
-    from engine import report_tables
+    from gridrun.engine import report_tables
 
     return report_tables.tables(store, sweep_name, metric=metric, mode=mode, pick=pick,
                                 group_by=group_by, where=where, stage=stage)
@@ -43,7 +43,7 @@ def results(sweep: SweepArg, home: HomeOption = None,
                 "-o", "--output", help="Write to this file (format from --format, else from "
                 "its extension).", show_default=False)] = None) -> None:
     """The results table of a sweep: mean ± std over seeds per configuration, best first."""
-    from engine import table_format
+    from gridrun.engine import table_format
 
     if fmt is None and output is not None:
         fmt = {".md": "md", ".csv": "csv", ".tex": "latex", ".json": "json"}.get(
@@ -69,7 +69,7 @@ def results(sweep: SweepArg, home: HomeOption = None,
 def _print_rich(tables) -> None:
     from rich.table import Table
 
-    from engine import table_format
+    from gridrun.engine import table_format
 
     out = console()
     for table in tables:
@@ -96,7 +96,7 @@ def plot(sweep: SweepArg, home: HomeOption = None,
          title: Annotated[Optional[str], typer.Option("--title", show_default=False)] = None
          ) -> None:
     """Curves over epochs, one line per configuration (mean over seeds, ± std band)."""
-    from engine import plot as plotting, results
+    from gridrun.engine import plot as plotting, results
 
     home_path, store = open_home(home)
     target = output or home_path / sweep / "curves.png"

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from tui.options import HomeOption
+from gridrun.tui.options import HomeOption
 
 
 def tui(home: HomeOption = None,
@@ -14,7 +14,7 @@ def tui(home: HomeOption = None,
         cpu_slots: Annotated[int, typer.Option(
             "--cpu-slots", min=1, help="CPU slots of the daemon it starts.")] = 1) -> None:
     """Open the interface on the home's store (the runs go on when it closes)."""
-    from engine.home import resolve_home
-    from tui.app import GridrunApp
+    from gridrun.engine.home import resolve_home
+    from gridrun.tui.app import GridrunApp
 
     GridrunApp(resolve_home(home), start_daemon=not no_daemon, cpu_slots=cpu_slots).run()

@@ -10,8 +10,8 @@ import sys
 import time
 from typing import TextIO
 
-from engine.store import Run, Store
-from tui import fmt
+from gridrun.engine.store import Run, Store
+from gridrun.tui import fmt
 
 
 class _Base:

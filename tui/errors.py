@@ -11,7 +11,7 @@ import traceback
 
 import typer
 
-from engine.errors import GridrunError
+from gridrun.engine.errors import GridrunError
 
 # Typer vendors click from 0.27 on: take click's classes from Typer, whichever it uses.
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")

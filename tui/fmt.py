@@ -44,7 +44,7 @@ def elapsed(started: float | None, ended: float | None) -> str:
 
 
 def params_text(params: Mapping[str, Any], keys: list[str]) -> str:
-    from engine.matrix import format_value
+    from gridrun.engine.matrix import format_value
 
     shown = [f"{k}={format_value(params[k])}" for k in keys if k in params]
     return " ".join(shown) or "-"

@@ -8,11 +8,11 @@ from typing import Any
 
 from textual.message import Message
 
-from engine.errors import GridrunError
-from engine.feed import Snapshot
-from engine.report_tables import Choices, ResultsView
-from engine.store import Run
-from engine.sweep_files import Queued, Start, Summary
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.feed import Snapshot
+from gridrun.engine.report_tables import Choices, ResultsView
+from gridrun.engine.store import Run
+from gridrun.engine.sweep_files import Queued, Start, Summary
 
 
 @dataclass

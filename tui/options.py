@@ -15,8 +15,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON 
 
 def open_home(home: Path | None):
     """(home path, store) for a command; the store is created empty when missing."""
-    from engine.home import resolve_home
-    from engine.store import open_store
+    from gridrun.engine.home import resolve_home
+    from gridrun.engine.store import open_store
 
     path = resolve_home(home)
     return path, open_store(path)

@@ -78,7 +78,7 @@ for epoch in range(start, args.epochs + 1):
         sys.stdout.buffer.write(b"\x00\xff\xfe garbage \x1b[31m red \x1b[0m 3.2.1 v1.2\n")
         print("Downloading weights 100%", flush=True)
     if args.report:
-        from engine.report import report
+        from gridrun.engine.report import report
         report(epoch=epoch, epochs=args.epochs, train_loss=loss, val_acc=acc / 100, lr=args.lr)
     else:
         print(f"Epoch [{epoch}/{args.epochs}], Loss: {loss:.6f}, LR: {args.lr:.6f}, "

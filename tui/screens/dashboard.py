@@ -9,11 +9,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from engine.feed import Feed, RunView, Snapshot, SweepView
-from tui.messages import ActionDone, FeedUpdated
-from tui.widgets.gpu_panel import GpuPanel
-from tui.widgets.runs_table import RunsTable
-from tui.widgets.sweeps_list import SweepsList
+from gridrun.engine.feed import Feed, RunView, Snapshot, SweepView
+from gridrun.tui.messages import ActionDone, FeedUpdated
+from gridrun.tui.widgets.gpu_panel import GpuPanel
+from gridrun.tui.widgets.runs_table import RunsTable
+from gridrun.tui.widgets.sweeps_list import SweepsList
 
 
 class DashboardScreen(Screen):
@@ -184,18 +184,18 @@ class DashboardScreen(Screen):
     def action_open_run(self) -> None:
         run_id = self.selected_run()
         if run_id is not None:
-            from tui.screens.run_detail import RunDetailScreen
+            from gridrun.tui.screens.run_detail import RunDetailScreen
 
             self.app.push_screen(RunDetailScreen(run_id))
 
     def action_results(self) -> None:
         if self.current is not None:
-            from tui.screens.results import ResultsScreen
+            from gridrun.tui.screens.results import ResultsScreen
 
             self.app.push_screen(ResultsScreen(self.current))
 
     def action_new_sweep(self) -> None:
-        from tui.screens.new_sweep import NewSweepScreen
+        from gridrun.tui.screens.new_sweep import NewSweepScreen
 
         self.app.push_screen(NewSweepScreen())
 

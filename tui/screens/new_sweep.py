@@ -23,10 +23,10 @@ from textual.widgets import (Button, ContentSwitcher, DataTable, Footer, Input, 
                              Static, TextArea)
 from textual.widgets.option_list import Option
 
-from engine import sweep_files
-from engine.errors import GridrunError
-from engine.sweep_files import Start, Summary
-from tui.messages import (ActionDone, SweepChecked, SweepQueued, SweepStartsListed,
+from gridrun.engine import sweep_files
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.sweep_files import Start, Summary
+from gridrun.tui.messages import (ActionDone, SweepChecked, SweepQueued, SweepStartsListed,
                           SweepTextLoaded)
 
 CHECK_DELAY_S = 0.3          # validate this long after the last keystroke

@@ -25,12 +25,12 @@ from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Select, SelectionList, Static
 
-from engine import report_tables, table_format
-from engine.errors import GridrunError
-from engine.matrix import canonical
-from engine.report_tables import Choices, ResultsView
-from engine.results import ResultTable, Row
-from tui.messages import ActionDone, ResultsExported, ResultsRead
+from gridrun.engine import report_tables, table_format
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.matrix import canonical
+from gridrun.engine.report_tables import Choices, ResultsView
+from gridrun.engine.results import ResultTable, Row
+from gridrun.tui.messages import ActionDone, ResultsExported, ResultsRead
 
 # columns that hold text (left-aligned); every other one holds a number
 TEXT_COLUMNS = ("chosen", "status", "flags")

@@ -31,16 +31,16 @@ from textual.widgets import DataTable, Footer, Log, Static, Tab, Tabs
 from textual.worker import Worker
 from textual_plotext import PlotextPlot
 
-from engine import logview
-from engine.control import replay_command
-from engine.errors import GridrunError
-from engine.matrix import format_value
-from engine.results import is_accuracy, numeric
-from engine.store import FINISHED, Run, Store
-from engine.tail import ATTEMPT_KEY
-from tui import fmt
-from tui.messages import ActionDone, RunDetailUpdated
-from tui.widgets.cells import status as status_cell
+from gridrun.engine import logview
+from gridrun.engine.control import replay_command
+from gridrun.engine.errors import GridrunError
+from gridrun.engine.matrix import format_value
+from gridrun.engine.results import is_accuracy, numeric
+from gridrun.engine.store import FINISHED, Run, Store
+from gridrun.engine.tail import ATTEMPT_KEY
+from gridrun.tui import fmt
+from gridrun.tui.messages import ActionDone, RunDetailUpdated
+from gridrun.tui.widgets.cells import status as status_cell
 
 WIDE = (120, 32)          # columns, rows from which every pane shows at once
 PANES = ("charts", "metrics", "params", "log")

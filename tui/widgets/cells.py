@@ -5,8 +5,8 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from engine.results import is_accuracy
-from tui import fmt
+from gridrun.engine.results import is_accuracy
+from gridrun.tui import fmt
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 STATUS_COLOUR = {"queued": "grey62", "running": "dodger_blue1", "done": "green3",

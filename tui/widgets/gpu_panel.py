@@ -5,8 +5,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.feed import GpuView
-from tui.widgets.cells import sparkline
+from gridrun.engine.feed import GpuView
+from gridrun.tui.widgets.cells import sparkline
 
 
 def _bar(fraction: float | None, width: int = 10) -> Text:

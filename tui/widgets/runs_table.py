@@ -11,10 +11,10 @@ import time
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.feed import RunView, SweepView
-from engine.matrix import format_value
-from tui import fmt
-from tui.widgets.cells import epoch_bar, metric, sparkline, status
+from gridrun.engine.feed import RunView, SweepView
+from gridrun.engine.matrix import format_value
+from gridrun.tui import fmt
+from gridrun.tui.widgets.cells import epoch_bar, metric, sparkline, status
 
 FIXED = (("#", "index"), ("status", "status"))
 SERIES_COLUMNS = ("latest", "best", "curve")

@@ -4,8 +4,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.feed import SweepView
-from tui.widgets.cells import metric
+from gridrun.engine.feed import SweepView
+from gridrun.tui.widgets.cells import metric
 
 COLUMNS = (("sweep", "name"), ("done", "done"), ("failed", "failed"), ("best", "best"))
 

@@ -1,0 +1,4 @@
+"""`python -m gridrun ...` is the `gridrun` command."""
+from gridrun.tui.cli import main
+
+main()
