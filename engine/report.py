@@ -18,7 +18,12 @@ depends on the standard library only (no torch, no numpy, nothing from the rest 
 2. Scripts that only print are understood by `parse_line` / `OutputParser`: general rules, not a
    list of one framework's formats (`name: value`, `name=value`, `name value`, fractions,
    percentages, dict/JSON lines, tqdm/Lightning/Keras bars, "test"/"validation" prefixes), plus
-   the user's own regexes (named groups) from the sweep's `[parse]` table.
+   the user's own regexes (named groups) from the sweep's `[parse]` table. Lines that report a
+   problem (`ValueError: lr 1.5 too large`, `error: width = 30 ...`, a traceback) are not
+   metrics. A parsed NaN/inf is given as a float nan/inf: whoever stores it turns it into null
+   and flags the run `diverged` (engine.tail does). Names are ASCII; values are int or float.
+   Totals (`epochs` from `Epoch 3/15`) stay in the records, for the epoch bar and the ETA, but
+   are not metric series: they are listed in `TOTALS` and never in `OutputParser.names`.
 """
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["report", "read_metrics", "parse_line", "OutputParser", "ENV_RUN_DIR", "METRICS_FILE"]
+__all__ = ["report", "read_metrics", "parse_line", "OutputParser", "ENV_RUN_DIR", "METRICS_FILE",
+           "TOTALS"]
 
 ENV_RUN_DIR = "GRIDRUN_RUN_DIR"
 METRICS_FILE = "metrics.jsonl"
@@ -58,11 +64,31 @@ def _scalar(value: Any) -> Any:
 _NOT_SCALAR = object()
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """A JSON-able scalar from what a script passes: Python scalars, numpy/torch scalars."""
+_MAX_DEPTH = 32                      # nesting deeper than this in one report is refused
+
+
+def _text(text: str) -> str:
+    """`text` as valid Unicode: a lone surrogate (bytes smuggled in by `surrogateescape`) becomes
+    U+FFFD, so the line written is strict UTF-8 JSON that any reader can decode."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _coerce(name: str, value: Any, depth: int = 0) -> Any:
+    """A JSON-able value from what a script passes: Python scalars, numpy/torch scalars, and
+    lists/tuples/dicts of them (per-class accuracies); text made valid Unicode."""
     plain = _scalar(value)
     if plain is not _NOT_SCALAR:
-        return plain
+        return _text(plain) if isinstance(plain, str) else plain
+    if isinstance(value, (list, tuple, dict)):
+        if depth >= _MAX_DEPTH:
+            raise TypeError(f"report(): metric {name!r} is nested over {_MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            return {_text(str(k)): _coerce(name, v, depth + 1) for k, v in value.items()}
+        return [_coerce(name, v, depth + 1) for v in value]
     item = getattr(value, "item", None)  # numpy scalars, 0-d arrays, one-element tensors
     if callable(item):
         try:
@@ -70,13 +96,26 @@ def _coerce(name: str, value: Any) -> Any:
         except Exception:               # noqa: BLE001 - e.g. a tensor of several elements
             plain = _NOT_SCALAR
         if plain is not _NOT_SCALAR:
-            return plain
+            return _text(plain) if isinstance(plain, str) else plain
     try:
         return float(value)
     except (TypeError, ValueError):
         raise TypeError(
-            f"report(): metric {name!r} is a {type(value).__name__}; "
-            "expected a number, bool, str or None (a tensor must hold one element)") from None
+            f"report(): metric {name!r} is a {type(value).__name__}; expected a number, bool, "
+            "str or None, or a list/dict of them (a tensor must hold one element)") from None
+
+
+def _finite(value: Any) -> tuple[Any, bool]:
+    """(`value` with every NaN/inf, however nested, replaced by None; whether there was one)."""
+    if isinstance(value, float):
+        return (value, False) if math.isfinite(value) else (None, True)
+    if isinstance(value, list):
+        pairs = [_finite(v) for v in value]
+        return [v for v, _ in pairs], any(bad for _, bad in pairs)
+    if isinstance(value, dict):
+        pairs_d = {k: _finite(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs_d.items()}, any(b for _, b in pairs_d.values())
+    return value, False
 
 
 def _format_value(value: Any) -> str:
@@ -92,10 +131,11 @@ def report(**metrics: Any) -> None:
     """Report one set of metrics (one epoch, one evaluation, ...).
 
     With `GRIDRUN_RUN_DIR` set: appends `{...metrics, "time": <unix time>}` as one line of
-    `$GRIDRUN_RUN_DIR/metrics.jsonl` (NaN/inf become null and are listed under "nonfinite"; a
-    `time` given by the caller is kept). Without it: prints `name=value ...` to stdout.
+    `$GRIDRUN_RUN_DIR/metrics.jsonl` (NaN/inf, also inside a list or dict, become null and the
+    metric is listed under "nonfinite"; text that is not valid Unicode is replaced; a `time`
+    given by the caller is kept). Without it: prints `name=value ...` to stdout.
     """
-    values = {name: _coerce(name, value) for name, value in metrics.items()}
+    values = {_text(name): _coerce(name, value) for name, value in metrics.items()}
     run_dir = os.environ.get(ENV_RUN_DIR)
     if not run_dir:
         print(" ".join(f"{k}={_format_value(v)}" for k, v in values.items()), flush=True)
@@ -104,9 +144,9 @@ def report(**metrics: Any) -> None:
     record: dict[str, Any] = {}
     nonfinite: list[str] = []
     for name, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
+        value, bad = _finite(value)
+        if bad:
             nonfinite.append(name)
-            value = None
         record[name] = value
 
     record.setdefault("time", time.time())
@@ -197,6 +237,30 @@ _BLOCKS = "\u2500-\u259f\u25a0-\u25ff\u2800-\u28ff"
 _BLOCK_RE = re.compile("[" + _BLOCKS + "]+")
 
 
+# A line that reports a problem is not a metric line, whatever numbers its message quotes
+# (`ValueError: learning rate 1.5 too large`, `error: vit.width = 30 is not a multiple of
+# vit.heads = 4`). Recognised by how such a line starts, after a timestamp / log-prefix / file
+# location: an exception's class name, a traceback's own lines, a problem log level, or a
+# problem word with a colon followed by prose (`Error: 0.23` is still a metric).
+_DIAG_GATE = re.compile(r"(?i:err|exce|warn|trace|assert|raise|file|fatal|fail|panic|abort|caus)")
+_DIAG_RE = re.compile(
+    r"^(?>[\s\d|:\-()<>*#=,.+/]"                                 # stamps, separators
+    r"|\[(?!\s*(?:ERROR|CRITICAL|FATAL|WARN))[^\]\n]{0,40}\]"     # [rank0], [12:00:03]
+    r"|(?:INFO|DEBUG|NOTICE|TRACE|SUCCESS)\b(?::[\w.<>\-]*:)?"      # harmless log levels
+    r"|[\w/\\<>\-][\w./\\<>\-]{0,200}?\.py(?::\d+)?(?![\w]))*+"     # file.py:12:
+    r"(?:\[?\s*(?:ERROR|CRITICAL|FATAL|WARNING|WARN)\b"
+    r"|(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Warning|Interrupt|Exit|Fault|Failure)\b"
+    r"|(?:Error|Exception)\s+(?:in|while|during|occurred|raised)\b"
+    r"|Traceback\b|File\s+\"|raise\s|assert\s"
+    r"|(?i:error|warning|warn|fatal|panic|exception|failed|failure|abort(?:ed)?|caused by"
+    r"|assertion(?:\s+failed)?)\s*[:!]\s*(?![-+.\d\s]|(?i:nan|inf)|$))")
+
+
+def _diagnostic(line: str) -> bool:
+    """True when the line reports a problem (an exception, a traceback, an error/warning)."""
+    return bool(_DIAG_GATE.search(line)) and _DIAG_RE.match(line) is not None
+
+
 def _clean(s: str) -> str:
     if "\x1b" in s:
         s = _ANSI_RE.sub("", s)
@@ -226,10 +290,11 @@ _LEAD_RE = re.compile(
     r"|^\s*\[\s*(?P<e2>\d+)\s*/\s*(?P<es2>\d+)\s*\]"
     r"|^\s*\[\s*(?P<s2>\d+)\s*\]")
 
-# Dict- and JSON-like text: 'name': number pairs (numpy/torch reprs unwrapped).
+# Dict- and JSON-like text: 'name': number pairs (numpy/torch reprs unwrapped; a number in quotes
+# counts too: recent Hugging Face Trainers print `{'eval_loss': '0.4127', 'epoch': '2'}`).
 _DICT_PAIR = re.compile(
-    r"""(['"])(?P<k>[^'"\n]{1,80}?)\1\s*:\s*(?:[A-Za-z_][\w.]*\(\s*)?"""
-    r"(?P<v>" + _JSON_NUM + "|" + _NONFINITE + r"|-?Infinity|NaN)(?=\s*[,}\])])")
+    r"""(['"])(?P<k>[^'"\n]{1,80}?)\1\s*:\s*(?:[A-Za-z_][\w.]*\(\s*)?(?P<q>['"]?)"""
+    r"(?P<v>" + _JSON_NUM + "|" + _NONFINITE + r"|-?Infinity|NaN)(?P=q)(?=\s*[,}\])])")
 _CALL_REPR = re.compile(r"(?<![\w.])[A-Z]\w*\((?:[^()]|\([^()]*\))*=(?:[^()]|\([^()]*\))*\)")
 _DICT_SPAN = re.compile(r"\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}")
 
@@ -288,6 +353,14 @@ def _to_number(text: str) -> int | float | None:
         if text.lstrip("+-").isdigit():
             return int(text)
         return float(text)
+    except ValueError:
+        return None
+
+
+def _int(text: str) -> int | None:
+    """int(text), or None where Python refuses it (over 4300 digits): output is hostile."""
+    try:
+        return int(text)
     except ValueError:
         return None
 
@@ -457,11 +530,16 @@ def _general(s: str, out: dict[str, int | float]) -> None:
                     continue
                 name = "time"       # "Epoch 3 took 12.5s"
             if mult != 1:
-                value = value * mult
+                try:
+                    value = value * mult
+                except OverflowError:   # an int too large for a float
+                    continue
         if name is None:
             continue
         if den:
-            d = int(den)
+            d = _int(den)
+            if d is None:
+                continue
             if name in _PROGRESS:
                 out[name] = int(value) if isinstance(value, float) and value.is_integer() \
                     else value
@@ -469,7 +547,10 @@ def _general(s: str, out: dict[str, int | float]) -> None:
                 continue
             if d == 0:
                 continue
-            value = value * 100 / d
+            try:
+                value = value * 100 / d
+            except OverflowError:
+                continue
         out[name] = value
 
 
@@ -542,6 +623,8 @@ def parse_line(line: str, patterns: Sequence[re.Pattern[str]] = ()) -> dict[str,
     if not _HAS_NUMBER.search(line):
         return {}
     user = _user_metrics(line, patterns) if patterns else None
+    if _diagnostic(_ANSI_RE.sub("", line) if "\x1b" in line else line):
+        return user or {}       # the user's own regexes still apply: they asked for it
 
     out: dict[str, int | float] = {}
     s = _clean(line)
@@ -560,19 +643,14 @@ def parse_line(line: str, patterns: Sequence[re.Pattern[str]] = ()) -> dict[str,
             _general(s[lead.end():], out)
             if len(out) > before:
                 e, es = lead.group("e") or lead.group("e2"), lead.group("es") or lead.group("es2")
-                counters = {}
-                if e:
-                    counters["epoch"] = int(e)
-                if es:
-                    counters["epochs"] = int(es)
-                if lead.group("s2"):                   # XGBoost: `[12]\tvalidation_0-logloss:0.4`
-                    counters["step"] = int(lead.group("s2"))
-                if lead.group("s"):
-                    counters["step"] = int(lead.group("s"))
-                    if lead.group("ss"):
-                        counters["steps"] = int(lead.group("ss"))
-                for k, v in counters.items():
-                    out.setdefault(k, v)
+                counters = {
+                    "epoch": e, "epochs": es,
+                    "step": lead.group("s") or lead.group("s2"),   # XGBoost: `[12]\tval-logloss:0.4`
+                    "steps": lead.group("s") and lead.group("ss")}
+                for k, text in counters.items():
+                    value = _int(text) if text else None
+                    if value is not None:
+                        out.setdefault(k, value)
         else:
             _general(s, out)
     if user:

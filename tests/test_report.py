@@ -205,6 +205,35 @@ LINES = [
     ("Epoch 1 of 10, loss 0.5", {"epoch": 1, "loss": 0.5}),
     ("Accuracy: 0.95 ± 0.01", {"accuracy": 0.95}),
     ("Total params: 101,770 (397.54 KB)", {"total_params": 101770}),
+    # Hugging Face Trainer (recent versions) quotes the numbers of its dicts
+    ("{'eval_loss': '0.4127', 'eval_accuracy': '0.8542', 'epoch': '2'}",
+     {"eval_loss": 0.4127, "eval_accuracy": 0.8542, "epoch": 2}),
+    ('{"loss": "0.5", "tag": "v2", "note": "3 epochs", "lr": "1e-4"}', {"loss": 0.5, "lr": 1e-4}),
+    # a problem reported is not a metric line, whatever numbers its message quotes
+    ("ValueError: learning rate 1.5 too large: diverged", {}),
+    ("error: vit.width = 30 is not a multiple of vit.heads = 4", {}),
+    ("Error: width = 30 is not a multiple of heads = 4", {}),
+    ("warning: lr = 0.5 is large", {}),
+    ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", {}),
+    ("AssertionError: loss 0.5 > 0.3", {}),
+    ("Assertion failed: epoch 3 < 2", {}),
+    ("Traceback (most recent call last): epoch 3", {}),
+    ('  File "<string>", line 3, in <module>', {}),
+    ("    raise ValueError(f'learning rate {lr} = 1.5 too large')", {}),
+    ("    assert acc > 0.5, acc", {}),
+    ("2024-05-01 12:00:03,123 - ERROR - loss=nan at step 300", {}),
+    ("ERROR:root:lr 1.5 diverged at epoch 3", {}),
+    ("[rank0]: RuntimeError: loss 0.5 is nan at epoch 3", {}),
+    ("/home/u/train.py:12: RuntimeWarning: overflow 1e308 in exp", {}),
+    ("Exception in thread Thread-3 after 12 steps", {}),
+    ("\x1b[31mKeyError\x1b[0m: 'lr' 3", {}),
+    # ... while a metric named like a problem is still a metric
+    ("Error: 0.23", {"error": 0.23}),
+    ("Test Error: 0.23, Val Error: 0.3", {"test_error": 0.23, "val_error": 0.3}),
+    ("top-1 error 23.5 top-5 error 6.7", {"top_1_error": 23.5, "top_5_error": 6.7}),
+    ("train error rate: 0.1", {"train_error_rate": 0.1}),
+    ("failed: 3 passed: 10", {"failed": 3, "passed": 10}),
+    ("2024-05-01 12:00:03,123 - INFO - epoch 3 val_error=0.1", {"epoch": 3, "val_error": 0.1}),
 ]
 
 
@@ -577,7 +606,11 @@ def test_concurrent_writers_never_interleave(tmp_path):
 def test_report_in_process_rejects_unsupported_values(monkeypatch, tmp_path):
     monkeypatch.setenv("GRIDRUN_RUN_DIR", str(tmp_path))
     with pytest.raises(TypeError, match="'acc'"):
-        report(acc=[0.1, 0.2])
+        report(acc={0.1, 0.2})
+    with pytest.raises(TypeError, match="'deep'"):
+        nested: list = []
+        nested.append(nested)          # a list holding itself: refused, not a RecursionError
+        report(deep=nested)
     assert not (tmp_path / "metrics.jsonl").exists()
     report(acc=0.5)
     assert [r["acc"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [0.5]
