@@ -326,6 +326,10 @@ _STOPWORDS = frozenset(
     "true false none null".split())
 _PROGRESS = {"epoch": "epochs", "step": "steps", "iter": "iters", "iteration": "iterations",
              "batch": "batches", "episode": "episodes"}
+# Totals (`Epoch 3/15` -> epochs=15) are kept in the records because the interface reads the
+# last record's `epochs` for the epoch bar and the ETA (engine/feed.py, tui/fmt.py), but they
+# are information, not metric series: OutputParser.names never lists them.
+TOTALS = frozenset(_PROGRESS.values())
 _NO_PREFIX = frozenset(_PROGRESS) | frozenset(_PROGRESS.values()) | {
     "lr", "learning_rate", "global_step"}
 _BLOCKED = frozenset(
@@ -365,8 +369,11 @@ def _int(text: str) -> int | None:
         return None
 
 
+_MAX_NAME = 100                     # a longer "name" is a run's garbage, not a metric's name
+
+
 def _valid_name(name: str) -> bool:
-    if not name or not ("a" <= name[0] <= "z") or name in _BLOCKED:
+    if not name or not ("a" <= name[0] <= "z") or len(name) > _MAX_NAME or name in _BLOCKED:
         return False
     return not (_BLOCKED_TOKENS & set(name.split("_")))
 
@@ -670,6 +677,14 @@ _HEADER_TOKEN = re.compile(r"[A-Za-z][\w@.\-/ ]*")
 _ROW_TOKEN = re.compile(r"(?P<n>" + _NUM + "|" + _NONFINITE + r")%?|(?P<t>\d+:\d{2}(?::\d{2})?)"
                         r"|#na#|-+|n/a|N/A|None")
 _EPOCH_KEYS = ("step", "iteration", "iter")
+# A Keras progress line: `1875/1875 [=====...] - 3s ...`, `313/313 ━━━━ 1s ...`, `1875/1875 - 3s`.
+_KERAS_COUNT = re.compile(r"^\s*\d+/(\d+)\s+(?:\[|\u2501|-\s)")
+_TRACEBACK = re.compile(r"^(?:\[[^\]\n]{0,40}\]:?\s*)?Traceback \(most recent call last\)")
+
+
+def _evaluated(name: str) -> str:
+    """The name a metric of an evaluation pass gets: `loss` -> `test_loss`."""
+    return name if name in _NO_PREFIX or _has_phase(name) else f"test_{name}"
 
 
 def _compile_patterns(patterns: Sequence[str | re.Pattern[str]]) -> list[re.Pattern[str]]:
@@ -706,6 +721,8 @@ class OutputParser:
         self._partial = ""
         self._record: dict[str, int | float] = {}
         self._header: list[str] | None = None   # a table's column names (fastai-style)
+        self._bar_total: str | None = None      # the Keras bar's total in the record in progress
+        self._in_traceback = False              # inside a traceback's indented lines
 
     # -- public ------------------------------------------------------------------------------
     def feed(self, text: str) -> list[dict]:
@@ -734,10 +751,20 @@ class OutputParser:
         if self._record:
             done.append(self._record)
             self._record = {}
+        self._bar_total = None
         return done
 
     # -- internals ---------------------------------------------------------------------------
     def _line(self, line: str, done: list[dict]) -> None:
+        if len(line) > _MAX_PARTIAL:            # bounded time per line, like the partial line
+            line = line[-_MAX_PARTIAL:]
+        if self._in_traceback:                  # its code lines (`    x = f(lr=1.5)`) are no
+            if line[:1].isspace():              # metrics; the unindented exception line ends it
+                return
+            self._in_traceback = False
+        if "Traceback" in line and _TRACEBACK.match(line):
+            self._in_traceback = True
+            return
         if not _HAS_NUMBER.search(line):
             self._maybe_header(line)
             return
@@ -748,11 +775,20 @@ class OutputParser:
             metrics = self._table_row(line)
             if not metrics:
                 return
-        self.names.update(metrics)
+        bar = _KERAS_COUNT.match(line) if "/" in line else None
+        if bar is not None and "epoch" not in metrics:
+            if self._bar_total is None:
+                self._bar_total = bar.group(1)
+            elif bar.group(1) != self._bar_total:
+                # another loop's bar in the same epoch: Keras' model.evaluate() after fit().
+                # Its `loss` is not this epoch's training loss: it is kept as test_loss.
+                metrics = {_evaluated(k): v for k, v in metrics.items()}
+        self.names.update(k for k in metrics if k not in TOTALS)
         record = self._record
         if record and self._completes(metrics, record):
             done.append(record)
             self._record = dict(metrics)
+            self._bar_total = bar.group(1) if bar is not None else None
         else:
             record.update(metrics)
 

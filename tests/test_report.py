@@ -434,6 +434,51 @@ def test_numbers_without_a_header_are_nothing():
     assert p.close() == []
 
 
+def test_totals_stay_in_records_but_are_no_metric_series():
+    p = OutputParser()
+    done = p.feed("Epoch [1/15], Loss: 0.5\nEpoch [2/15], Loss: 0.4\nstep 10/100 acc 0.5\n")
+    assert done + p.close() == [{"epoch": 1, "epochs": 15, "loss": 0.5},
+                         {"epoch": 2, "epochs": 15, "loss": 0.4, "step": 10, "steps": 100,
+                          "acc": 0.5}]
+    assert p.names == {"epoch", "loss", "step", "acc"}
+
+
+def test_a_traceback_gives_no_metrics():
+    p = OutputParser()
+    done = p.feed("Epoch 3 loss 0.5\n"
+                  "Traceback (most recent call last):\n"
+                  '  File "train.py", line 42, in <module>\n'
+                  "    model.fit(lr=1.5, epochs=3)\n"
+                  "    loss = step(batch_size = 64)\n"
+                  "           ^^^^^^^^^^^^^^^^^^^\n"
+                  "ValueError: learning rate 1.5 too large: diverged\n"
+                  "loss 0.4\n")
+    assert done + p.close() == [{"epoch": 3, "loss": 0.4}]
+    assert p.names == {"epoch", "loss"}
+
+
+def test_keras3_evaluate_after_fit_keeps_the_epochs_values():
+    p = OutputParser()
+    p.feed("Epoch 1/1\n"
+           "\r 900/1875 \u2501\u2501\u2501\u2501 1s 2ms/step - accuracy: 0.8 - loss: 0.5"
+           "\r1875/1875 \u2501\u2501\u2501\u2501 3s 2ms/step - accuracy: 0.915 - loss: 0.295\n"
+           "313/313 \u2501\u2501\u2501\u2501 1s 2ms/step - accuracy: 0.9781 - loss: 0.0712\n")
+    assert p.close() == [{"epoch": 1, "epochs": 1, "accuracy": 0.915, "loss": 0.295,
+                          "test_accuracy": 0.9781, "test_loss": 0.0712}]
+
+
+def test_keras_evaluate_alone_is_the_only_data():
+    p = OutputParser()
+    p.feed("313/313 [==============================] - 1s 2ms/step - loss: 0.0712 - accuracy: 0.9781\n")
+    assert p.close() == [{"loss": 0.0712, "accuracy": 0.9781}]
+
+
+def test_a_line_of_megabytes_is_read_in_bounded_time():
+    p = OutputParser()
+    p.feed("epoch 1 " + "x" * 3_000_000 + " | loss 0.25 | " + "y" * 200 + " 3\n")
+    assert p.current() == {"loss": 0.25}       # a 200-letter word names no metric
+
+
 FIXTURES = {
     "pytorch_mnist.log": [
         {"epoch": 1, "loss": 0.027851, "test_loss": 0.0474, "test_accuracy": 98.43},
@@ -442,9 +487,10 @@ FIXTURES = {
     "keras.log": [
         {"epoch": 1, "epochs": 2, "loss": 0.295, "accuracy": 0.915, "val_loss": 0.14,
          "val_accuracy": 0.958},
-        # model.evaluate()'s line after the last epoch carries no "test" word: it overwrites
-        {"epoch": 2, "epochs": 2, "loss": 0.1011, "accuracy": 0.9691, "val_loss": 0.1011,
-         "val_accuracy": 0.9691},
+        # model.evaluate()'s line after the last epoch (its bar counts 313 test batches, not
+        # the epoch's 1875) keeps that epoch's training values; its own are test_ values
+        {"epoch": 2, "epochs": 2, "loss": 0.1411, "accuracy": 0.9582, "val_loss": 0.1011,
+         "val_accuracy": 0.9691, "test_loss": 0.1011, "test_accuracy": 0.9691},
     ],
     "lightning.log": [
         {"epoch": 0, "train_loss": 0.123, "val_loss": 0.101, "val_acc": 0.969},
@@ -632,7 +678,8 @@ def test_command_line_shows_what_a_log_gives():
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["epoch"] for line in proc.stdout.splitlines()] == [1, 2]
-    assert "names: accuracy epoch epochs loss val_accuracy val_loss" in proc.stderr
+    # epochs (a total) is in the records, for the ETA, but it is no metric series
+    assert "names: accuracy epoch loss test_accuracy test_loss val_accuracy val_loss" in proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------
