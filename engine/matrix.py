@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gridrun.engine.errors import GridrunError, did_you_mean
-from gridrun.engine.tomlpos import Locator, split_tomllib_message
+from gridrun.engine.tomlpos import Locator, syntax_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -130,7 +130,7 @@ def parse_text(text: str, shown: str) -> dict:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        message, line, col = split_tomllib_message(str(e))
+        message, line, col = syntax_error(text, str(e))   # where it was opened, if unclosed
         raise GridrunError(f"invalid TOML: {message[:1].lower()}{message[1:]}",
                            path=shown, line=line, col=col) from None
 

@@ -57,7 +57,7 @@ def test_add_is_idempotent_and_queues_only_new_points(cli, sweep_file):
     ('[grid]\nlr = 0.1\n', ':4:1: grid value "lr" must be a list, got a number'),
     ('[zip]\na = [1, 2]\nb = [1]\n', ':5:1: zip lists have unequal lengths'),
     ('seed = [1]\n', ':3:1: unknown key "seed"'),
-    ('[grid]\nlr = [1, 2\nx = 1\n', ":5:1: invalid TOML"),
+    ('[grid]\nlr = [1, 2\nx = 1\n', ":4:6: invalid TOML: unclosed array"),
 ])
 def test_bad_file_is_one_line_exit_2_and_changes_nothing(cli, sweep_file, body, message):
     good = sweep_file("good", "[grid]\nlr = [0.1]\nseed = [0]\n")

@@ -776,7 +776,7 @@ def test_malformed_toml_keeps_tomllib_position(tmp_path):
 
 
 @pytest.mark.parametrize("text, line, col, fragment", [
-    ('[grid]\nlr = [0.1, 0.2\nwd = [1]\n', 3, 1, "unclosed array"),
+    ('[grid]\nlr = [0.1, 0.2\nwd = [1]\n', 2, 6, "unclosed array"),   # where it opened
     ('[grid]\nlr = [1]\nlr = [2]\n', 3, 9, "cannot overwrite a value"),
     ('name = "unterminated\n', 1, 21, "illegal character"),
 ])
