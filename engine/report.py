@@ -242,7 +242,9 @@ _BLOCK_RE = re.compile("[" + _BLOCKS + "]+")
 # vit.heads = 4`). Recognised by how such a line starts, after a timestamp / log-prefix / file
 # location: an exception's class name, a traceback's own lines, a problem log level, or a
 # problem word with a colon followed by prose (`Error: 0.23` is still a metric).
-_DIAG_GATE = re.compile(r"(?i:err|exce|warn|trace|assert|raise|file|fatal|fail|panic|abort|caus)")
+# (`in` tests on the lowercased line: ten times faster than one case-insensitive regex)
+_DIAG_WORDS = ("err", "exce", "warn", "trace", "assert", "raise", "file", "fatal", "fail",
+               "panic", "abort", "caus")
 _DIAG_RE = re.compile(
     r"^(?>[\s\d|:\-()<>*#=,.+/]"                                 # stamps, separators
     r"|\[(?!\s*(?:ERROR|CRITICAL|FATAL|WARN))[^\]\n]{0,40}\]"     # [rank0], [12:00:03]
@@ -258,7 +260,11 @@ _DIAG_RE = re.compile(
 
 def _diagnostic(line: str) -> bool:
     """True when the line reports a problem (an exception, a traceback, an error/warning)."""
-    return bool(_DIAG_GATE.search(line)) and _DIAG_RE.match(line) is not None
+    low = line.lower()
+    for word in _DIAG_WORDS:
+        if word in low:
+            return _DIAG_RE.match(line) is not None
+    return False
 
 
 def _clean(s: str) -> str:
@@ -860,13 +866,16 @@ def _main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    def show(records: list[dict]) -> None:
+        for rec in records:             # as stored: NaN/inf are null (the run is flagged)
+            print(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None
+                              for k, v in rec.items()}, allow_nan=False))
+
     stream = open(files[0], encoding="utf-8", errors="replace") if files else sys.stdin
     with stream:
         for chunk in iter(lambda: stream.read(1 << 16), ""):
-            for rec in parser.feed(chunk):
-                print(json.dumps(rec))
-    for rec in parser.close():
-        print(json.dumps(rec))
+            show(parser.feed(chunk))
+    show(parser.close())
     print(f"names: {' '.join(sorted(parser.names))}", file=sys.stderr)
     return 0
 
