@@ -143,3 +143,28 @@ def test_any_bytes_in_a_file_parse_or_are_a_one_line_error(tmp_path_factory, raw
         matrix.read_toml(path)
     except GridrunError as err:
         assert "\n" not in str(err)
+
+
+# Whole run matrices from lines that are each right or wrong in some way: through the builder
+# too, every outcome is a run matrix or one GridrunError line.
+matrix_lines = st.sampled_from([
+    'name = "s"', 'command = ["python", "t.py", "{lr}"]', "command = 3", "[grid]", "[params]",
+    "[sample]", "count = 3", "count = -1", "lr = [0.1, 0.2]", "lr = []", "lr = 1",
+    'lr = ["a\\u0000"]', "seed = [0, 1]", "[[stage]]", "keep = 2", "[zip]", "a = [1]",
+    "b = [1, 2]", "lr = { uniform = [0.1, 1.0] }", "lr = { log_uniform = [0, 1] }",
+    "x = { choice = [] }", "[parse]", 'patterns = ["(?P<a>x"]', "metric = 'acc'",
+    "mode = 'sideways'", "timeout_min = nan", "timeout_min = inf", "gpus = 1e400",
+    "seeds = [1, 2]", "[params.optim]", "betas = [0.9, 0.999]", '"" = 1',
+    "lr = [0.1, 0.2", "opt = {a = 1", 'doc = """x', "[stage.params]", "[include]"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(matrix_lines, max_size=12).map("\n".join))
+def test_any_run_matrix_text_builds_or_is_a_one_line_error(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("m") / "s.toml"
+    try:
+        spec = matrix.loads(text, path, check_program=False)
+    except GridrunError as err:
+        assert "\n" not in str(err)
+    else:
+        assert isinstance(spec, matrix.SweepSpec) and spec.name
