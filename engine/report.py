@@ -840,7 +840,9 @@ class OutputParser:
             if m.group("n") is not None:
                 value = _to_number(m.group("n"))
             elif m.group("t") is not None:
-                parts = [int(p) for p in m.group("t").split(":")]
+                parts = [_int(p) for p in m.group("t").split(":")]
+                if None in parts:                   # over 4300 digits: not a duration
+                    continue
                 value = 0
                 for p in parts:
                     value = value * 60 + p
@@ -866,6 +868,7 @@ def _main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
     def show(records: list[dict]) -> None:
         for rec in records:             # as stored: NaN/inf are null (the run is flagged)
             print(json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None

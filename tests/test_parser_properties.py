@@ -180,3 +180,15 @@ def test_report_writes_strict_json_whatever_it_is_given(metrics):
         if valid(name):
             assert_written_as(value, record[name])
     assert all(valid(n) for n in record)
+
+
+@pytest.mark.parametrize("text", [
+    "Epoch   loss   time\n1  0.5  " + "9" * 5000 + ":00\n",         # a table row's duration
+    "[" + "9" * 5000 + "/3] loss: 0.3\n", "step 3/" + "9" * 5000 + " loss 1\n",
+    "loss " + "1" * 400 + "/3\n", "time " + "1" * 400 + "ms\n",          # past a float's range
+])
+def test_numbers_python_refuses_are_skipped_not_raised(text):
+    p = OutputParser()
+    records = p.feed(text) + p.close()
+    for record in records:
+        assert_strict_metrics(record)
