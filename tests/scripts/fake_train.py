@@ -13,6 +13,8 @@ It behaves like the scripts users bring, and can misbehave on request:
     --marker FILE             append "start <pid> <attempt>" to FILE when it starts
     --oom-first               on its first attempt, fail as PyTorch does when the GPU is full
     --stuck                   a loss that never leaves ln(10), at chance accuracy
+    --chance-for K            a slow starter: at ln(10) and chance accuracy for K epochs, then
+                              learning as usual
 """
 import argparse
 import json
@@ -37,6 +39,7 @@ p.add_argument("--nan-at", type=int, default=0)
 p.add_argument("--marker", default="")
 p.add_argument("--oom-first", action="store_true")
 p.add_argument("--stuck", action="store_true")
+p.add_argument("--chance-for", type=int, default=0)
 args = p.parse_args()
 
 run_dir = os.environ.get("GRIDRUN_RUN_DIR", ".")
@@ -70,7 +73,7 @@ for epoch in range(start, args.epochs + 1):
         print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
               file=sys.stderr, flush=True)
         sys.exit(1)
-    if args.stuck:
+    if args.stuck or epoch <= args.chance_for:
         loss, acc = 2.302585 + 0.0003 * (epoch % 2), 10.0
     if args.nan_at == epoch:
         loss = float("nan")
