@@ -8,6 +8,7 @@ interface calls this from a worker thread, never from its event loop.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ class SweepView:
     varying: tuple[str, ...]
     counts: dict[str, int]
     best: float | None
+    # lowest and highest headline value of any of its runs: one scale for the sparklines of
+    # the whole sweep, so that rows compare with each other
+    scale: tuple[float, float] | None = None
 
     @property
     def total(self) -> int:
@@ -91,6 +95,7 @@ class Feed:
         self.sweeps: dict[int, Sweep] = {}
         self.util: dict[int, deque] = {}
         self.best: dict[int, float] = {}
+        self.scales: dict[int, tuple[float, float]] = {}   # sweep id -> (low, high)
         self.guessed: dict[int, str] = {}          # sweep id -> headline, when it names none
         self.counts: dict[int, dict[str, int]] = {}
         self.pending: dict[int, Run] = {}          # runs whose series is still to be read
@@ -107,7 +112,8 @@ class Feed:
         if changed or first:
             self.counts = {c.sweep.id: c.counts for c in self.store.sweep_counts()}
         sweeps = tuple(SweepView(s.name, s.id, *self._metric_mode(s), tuple(s.varying),
-                                 self.counts.get(s.id, {}), self.best.get(s.id))
+                                 self.counts.get(s.id, {}), self.best.get(s.id),
+                                 self.scales.get(s.id))
                        for s in self.sweeps.values())
         return Snapshot(version, daemon_info(self.home), self._gpus(),
                         gpu_info.nvml_status() if first else "", sweeps, tuple(views), first,
@@ -153,6 +159,10 @@ class Feed:
             self._read_points(runs, metric)
             for run in runs:
                 views.append(self._view(run, self.tracks[run.id], mode, run.id in backfill))
+                if views[-1].series:
+                    low, high = self.scales.get(sweep_id, (math.inf, -math.inf))
+                    self.scales[sweep_id] = (min(low, *views[-1].series),
+                                             max(high, *views[-1].series))
                 best = views[-1].best
                 if best is not None:
                     old = self.best.get(sweep_id)

@@ -14,7 +14,7 @@ from textual.widgets import DataTable
 from gridrun.engine.feed import RunView, SweepView
 from gridrun.engine.matrix import format_value
 from gridrun.tui import fmt
-from gridrun.tui.widgets.cells import epoch_bar, metric, sparkline, status
+from gridrun.tui.widgets.cells import epoch_bar, history_line, metric, status
 
 FIXED = (("#", "index"), ("status", "status"))
 SERIES_COLUMNS = ("latest", "best", "curve")
@@ -42,12 +42,14 @@ class RunsTable(DataTable):
         self.pages = 1
         self.compact = False
         self.matching = 0        # runs of the sweep that pass the filter, on every page
+        self.scale: tuple[float, float] | None = None   # the sparklines' shared scale
 
     def show_sweep(self, sweep: SweepView | None, views: list[RunView], page: int = 0) -> None:
         """Rebuild for a sweep (columns follow its varying parameters), showing one page."""
         same = sweep is not None and self.sweep is not None and sweep.name == self.sweep.name
         keep_cursor = self.cursor_coordinate if same else None
         self.sweep = sweep
+        self.scale = sweep.scale if sweep else None
         self.clear(columns=True)
         shown = [v for v in views if self.matches(v)]
         self.matching = len(shown)
@@ -85,7 +87,8 @@ class RunsTable(DataTable):
             "epoch": epoch_bar(view.epoch, view.epochs, 4 if self.compact else 6),
             "latest": metric(name, view.latest),
             "best": metric(name, view.best),
-            "curve": Text(sparkline(view.series, 8 if self.compact else 12), style="dodger_blue1"),
+            "curve": Text(history_line(view.series, 8 if self.compact else 12, self.scale),
+                          style="dodger_blue1"),
             "time": fmt.duration(view.elapsed_s),
             "eta": fmt.duration(view.eta_s) if view.eta_s is not None else "-",
             "warn": Text("⚠", style="bold yellow3") if flags else "",
@@ -114,7 +117,10 @@ class RunsTable(DataTable):
 
     def update_runs(self, views: list[RunView]) -> bool:
         """Change the rows on this page in place; False when a run changed so that the page
-        must be rebuilt (it no longer matches the filter)."""
+        must be rebuilt (it no longer matches the filter, or the sweep's sparkline scale
+        grew so that every row's curve is redrawn)."""
+        if self.sweep is not None and self.sweep.scale != self.scale:
+            return False
         for view in views:
             key = str(view.run.id)
             if key not in self.rows:
