@@ -165,7 +165,8 @@ class RunTail:
             self.flags.add(warning)
         self.names |= {k for k in row if k not in ("time", "warning")}
         self.history.append(row)
-        self.last = {**self.last, **{k: v for k, v in row.items() if k != "warning"}}
+        self.last = {**self.last, **{k: v for k, v in row.items()   # last finite values
+                                     if k != "warning" and v is not None}}
         verdict = self.chance.feed(row)
         if verdict is not None:
             (self.flags.add if verdict else self.flags.discard)(NOT_LEARNING)

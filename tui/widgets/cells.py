@@ -5,7 +5,6 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from gridrun.engine.results import is_accuracy
 from gridrun.tui import fmt
 
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -70,8 +69,4 @@ def status(state: str) -> Text:
 
 def metric(name: str | None, value: float | None) -> str:
     """Accuracies that are fractions read as percentages, as in the results tables."""
-    if value is None:
-        return "-"
-    if name and is_accuracy(name) and 0 <= value <= 1:
-        return f"{100 * value:.2f}%"
-    return fmt.number(value)
+    return fmt.metric_value(name, value)
