@@ -95,6 +95,9 @@ class Feed:
         self.sweeps: dict[int, Sweep] = {}
         self.util: dict[int, deque] = {}
         self.best: dict[int, float] = {}
+        # sweep id -> run id -> its best, for the runs a sweep's best may come from: done or
+        # still going. A failed or cancelled run's value is no result (as in the tables).
+        self.run_bests: dict[int, dict[int, float]] = {}
         self.scales: dict[int, tuple[float, float]] = {}   # sweep id -> (low, high)
         self.guessed: dict[int, str] = {}          # sweep id -> headline, when it names none
         self.counts: dict[int, dict[str, int]] = {}
@@ -163,12 +166,20 @@ class Feed:
                     low, high = self.scales.get(sweep_id, (math.inf, -math.inf))
                     self.scales[sweep_id] = (min(low, *views[-1].series),
                                              max(high, *views[-1].series))
-                best = views[-1].best
-                if best is not None:
-                    old = self.best.get(sweep_id)
-                    better = old is None or (best > old if mode == "max" else best < old)
-                    self.best[sweep_id] = best if better else old
+                self._note_best(sweep_id, run, views[-1].best, mode)
         return views
+
+    def _note_best(self, sweep_id: int, run: Run, best: float | None, mode: str) -> None:
+        bests = self.run_bests.setdefault(sweep_id, {})
+        if best is None or run.status not in ("done", "running"):
+            if bests.pop(run.id, None) is None:
+                return
+        else:
+            bests[run.id] = best
+        if bests:
+            self.best[sweep_id] = (max if mode == "max" else min)(bests.values())
+        else:
+            self.best.pop(sweep_id, None)
 
     def _read_points(self, runs: list[Run], metric: str | None) -> None:
         """New rows of each run's headline metric; a new attempt or a rewound history (an

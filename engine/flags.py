@@ -27,9 +27,9 @@ NAME = "not_learning"
 
 
 def training_loss(row: dict) -> float | None:
-    """The row's first training loss (a key with "loss" in it, not a validation one)."""
+    """The row's first training loss (a key with "loss" in it, not a validation or test one)."""
     for key, value in row.items():
-        if ("loss" in key and "val" not in key and isinstance(value, (int, float))
+        if ("loss" in key and "val" not in key and "test" not in key and isinstance(value, (int, float))
                 and not isinstance(value, bool) and math.isfinite(value)):
             return float(value)
     return None

@@ -43,6 +43,7 @@ def test_rows_without_a_loss_give_no_verdict_and_steps_of_one_epoch_count_once()
     watch = ChanceWatch()
     assert watch.feed({"epoch": 1, "val_acc": 0.1}) is None
     assert watch.feed({"epoch": 1, "val_loss": LN10}) is None     # a validation loss is not it
+    assert watch.feed({"epoch": 1, "test_loss": LN10}) is None    # nor a test loss
     for _ in range(10):                                             # ten step rows of epoch 1
         watch.feed({"epoch": 1, "step": 3, "loss": LN10})
     assert watch.epochs == 1

@@ -89,11 +89,14 @@ def test_steady_runs_draw_flat_lines_at_their_level():
 
 
 def test_the_feed_gives_each_sweep_one_scale_over_all_its_runs(cli, sweep_file, tmp_path):
-    path = sweep_file("sc", "seeds = [0]\nmetric = \"accuracy\"\n[grid]\nlr = [0.1, 0.9]\n",
-                      script_args="--epochs 4")
-    cli("queue", "run", path, "--cpu-slots", "2", check=0)
+    # lr 0.9 reaches 99% at epoch 3 and fails at 4; lr 0.1 and 0.2 are done
+    path = sweep_file("sc", "seeds = [0]\nmetric = \"accuracy\"\n[grid]\nlr = [0.1, 0.9, 0.2]\n",
+                      script_args="--epochs 4 --when 0.9,*,fail,4")
+    cli("queue", "run", path, "--cpu-slots", "2", check=1)
     snap = Feed(Store(cli.home), cli.home).poll()
     (sweep,) = snap.sweeps
     values = [v for view in snap.runs for v in view.series]
     # fake_train: accuracy = min(99, 50 + 10 e (1 + lr)): 61 at epoch 1 of lr 0.1, capped at 99
     assert sweep.scale == (min(values), max(values)) == (61.0, 99.0)
+    # the sweep's best is a done run's (lr 0.2: 98 at epoch 4), not the failed run's 99
+    assert sweep.best == 98.0
