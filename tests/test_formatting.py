@@ -14,6 +14,7 @@ from gridrun.engine.results import ResultTable, Row, Stat
 from gridrun.engine.store import Store
 from gridrun.engine.table_format import Column, cells, epoch_text
 from gridrun.tui.widgets.cells import BLOCKS, downsample, history_line
+from gridrun.tui.widgets.runs_table import scale_moved
 
 means = st.floats(min_value=1e-4, max_value=1e4, allow_nan=False)
 
@@ -100,3 +101,11 @@ def test_the_feed_gives_each_sweep_one_scale_over_all_its_runs(cli, sweep_file, 
     assert sweep.scale == (min(values), max(values)) == (61.0, 99.0)
     # the sweep's best is a done run's (lr 0.2: 98 at epoch 4), not the failed run's 99
     assert sweep.best == 98.0
+
+
+def test_the_page_is_redrawn_only_when_the_scale_moves_by_half_a_block():
+    assert scale_moved(None, (0.0, 1.0)) and not scale_moved(None, None)
+    assert not scale_moved((0.0, 1.0), (0.0, 1.0))
+    assert not scale_moved((0.0, 1.0), (0.0, 1.05))       # under half of 1/7 of the range
+    assert scale_moved((0.0, 1.0), (0.0, 1.2))
+    assert scale_moved((0.5, 1.0), (0.1, 1.0))

@@ -14,7 +14,7 @@ from textual.widgets import DataTable
 from gridrun.engine.feed import RunView, SweepView
 from gridrun.engine.matrix import format_value
 from gridrun.tui import fmt
-from gridrun.tui.widgets.cells import epoch_bar, history_line, metric, status
+from gridrun.tui.widgets.cells import BLOCKS, epoch_bar, history_line, metric, status
 
 FIXED = (("#", "index"), ("status", "status"))
 SERIES_COLUMNS = ("latest", "best", "curve")
@@ -31,6 +31,16 @@ MIN_WIDTH = {"status": 11, "device": 6, "epoch": 12, "latest": 7, "best": 7, "cu
 # Under 100 columns (80x24 over SSH) the device and ETA columns go and the bars get shorter,
 # so a sweep varying two parameters fits without scrolling sideways.
 COMPACT_DROP = ("device", "eta")
+
+
+def scale_moved(drawn: tuple[float, float] | None, now: tuple[float, float] | None) -> bool:
+    """Whether the sweep's sparkline scale moved by half a block or more since the page was
+    drawn: only then is every row redrawn (a running sweep widens its range by a hair at
+    nearly every epoch, and a rebuilt page each second would cost the event loop)."""
+    if drawn is None or now is None:
+        return drawn != now
+    step = max(now[1] - now[0], 1e-12) / (len(BLOCKS) - 1)
+    return max(abs(now[0] - drawn[0]), abs(now[1] - drawn[1])) >= step / 2
 
 
 class RunsTable(DataTable):
@@ -119,7 +129,7 @@ class RunsTable(DataTable):
         """Change the rows on this page in place; False when a run changed so that the page
         must be rebuilt (it no longer matches the filter, or the sweep's sparkline scale
         grew so that every row's curve is redrawn)."""
-        if self.sweep is not None and self.sweep.scale != self.scale:
+        if self.sweep is not None and scale_moved(self.scale, self.sweep.scale):
             return False
         for view in views:
             key = str(view.run.id)
