@@ -8,6 +8,7 @@ interface calls this from a worker thread, never from its event loop.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ class SweepView:
     varying: tuple[str, ...]
     counts: dict[str, int]
     best: float | None
+    # lowest and highest headline value of any of its runs: one scale for the sparklines of
+    # the whole sweep, so that rows compare with each other
+    scale: tuple[float, float] | None = None
 
     @property
     def total(self) -> int:
@@ -91,6 +95,10 @@ class Feed:
         self.sweeps: dict[int, Sweep] = {}
         self.util: dict[int, deque] = {}
         self.best: dict[int, float] = {}
+        # sweep id -> run id -> its best, for the runs a sweep's best may come from: done or
+        # still going. A failed or cancelled run's value is no result (as in the tables).
+        self.run_bests: dict[int, dict[int, float]] = {}
+        self.scales: dict[int, tuple[float, float]] = {}   # sweep id -> (low, high)
         self.guessed: dict[int, str] = {}          # sweep id -> headline, when it names none
         self.counts: dict[int, dict[str, int]] = {}
         self.pending: dict[int, Run] = {}          # runs whose series is still to be read
@@ -107,7 +115,8 @@ class Feed:
         if changed or first:
             self.counts = {c.sweep.id: c.counts for c in self.store.sweep_counts()}
         sweeps = tuple(SweepView(s.name, s.id, *self._metric_mode(s), tuple(s.varying),
-                                 self.counts.get(s.id, {}), self.best.get(s.id))
+                                 self.counts.get(s.id, {}), self.best.get(s.id),
+                                 self.scales.get(s.id))
                        for s in self.sweeps.values())
         return Snapshot(version, daemon_info(self.home), self._gpus(),
                         gpu_info.nvml_status() if first else "", sweeps, tuple(views), first,
@@ -153,12 +162,24 @@ class Feed:
             self._read_points(runs, metric)
             for run in runs:
                 views.append(self._view(run, self.tracks[run.id], mode, run.id in backfill))
-                best = views[-1].best
-                if best is not None:
-                    old = self.best.get(sweep_id)
-                    better = old is None or (best > old if mode == "max" else best < old)
-                    self.best[sweep_id] = best if better else old
+                if views[-1].series:
+                    low, high = self.scales.get(sweep_id, (math.inf, -math.inf))
+                    self.scales[sweep_id] = (min(low, *views[-1].series),
+                                             max(high, *views[-1].series))
+                self._note_best(sweep_id, run, views[-1].best, mode)
         return views
+
+    def _note_best(self, sweep_id: int, run: Run, best: float | None, mode: str) -> None:
+        bests = self.run_bests.setdefault(sweep_id, {})
+        if best is None or run.status not in ("done", "running"):
+            if bests.pop(run.id, None) is None:
+                return
+        else:
+            bests[run.id] = best
+        if bests:
+            self.best[sweep_id] = (max if mode == "max" else min)(bests.values())
+        else:
+            self.best.pop(sweep_id, None)
 
     def _read_points(self, runs: list[Run], metric: str | None) -> None:
         """New rows of each run's headline metric; a new attempt or a rewound history (an

@@ -1,25 +1,51 @@
-"""Curves for a report: one line per configuration over epochs, mean over seeds with a ± std
-band, one panel per metric. matplotlib with the Agg backend (works over SSH, no display),
-imported only when a figure is made."""
+"""Curves for a report: one line per configuration over epochs, mean over its done runs with a
+± std band, one panel per metric. matplotlib with the Agg backend (works over SSH, no display),
+imported only when a figure is made.
+
+`series()` is the figure's data, pure and tested: what is drawn is exactly what it returns.
+Means and bands come from **done** runs only, as in the results tables (a run that failed at
+epoch 2 would bend the mean there); runs still going are drawn dashed, on their own, and
+failed or cancelled runs not at all. The legend names each line by the varying parameters and
+says how many runs it is the mean of.
+"""
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gridrun.engine.errors import GridrunError, did_you_mean
 from gridrun.engine.matrix import canonical
 from gridrun.engine.results import choose_metric, config_text, numeric
-from gridrun.engine.store import Store
+from gridrun.engine.store import Run, Store
 
 EXTENSIONS = (".png", ".svg", ".pdf")
+# the statuses a line is drawn from, and how
+DRAWN = {"done": "solid", "running": "dashed"}
 
 
-def series(histories: list[list[dict]], metric: str) -> tuple[list[float], list[float],
+@dataclass(frozen=True)
+class Line:
+    """One line of a panel: a configuration's runs of one status, mean ± std by x."""
+    label: str
+    config: dict[str, Any]
+    status: str                  # "done" (solid) or "running" (dashed)
+    n: int                       # runs it is the mean of
+    x: list[float]
+    mean: list[float]
+    std: list[float]
+
+    @property
+    def dashed(self) -> bool:
+        return DRAWN[self.status] == "dashed"
+
+
+def curve(histories: Sequence[list[dict]], metric: str) -> tuple[list[float], list[float],
                                                                list[float]]:
-    """(x, mean, std) over the runs of one configuration, by epoch (or report order)."""
+    """(x, mean, std) over some runs' histories, by epoch (or report order)."""
     points: dict[float, list[float]] = {}
     for history in histories:
         for i, row in enumerate(history):
@@ -34,6 +60,28 @@ def series(histories: list[list[dict]], metric: str) -> tuple[list[float], list[
     return xs, means, stds
 
 
+def series(runs: Sequence[Run], histories: Mapping[int, list[dict]], metric: str,
+           keys: Sequence[str]) -> list[Line]:
+    """The lines of one panel: per configuration (its `keys`' values), the mean of its done
+    runs and, dashed, of its running ones. Runs of other statuses draw nothing."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(canonical({k: run.params.get(k) for k in keys}), []).append(run)
+    lines = []
+    for members in groups.values():
+        config = {k: members[0].params.get(k) for k in keys}
+        for status in DRAWN:
+            chosen = [r for r in members if r.status == status]
+            xs, mean, std = curve([histories.get(r.id, []) for r in chosen], metric)
+            if not xs:
+                continue
+            name = config_text(config) if keys else "all runs"
+            extra = ", running" if status == "running" else ""
+            lines.append(Line(f"{name} (n={len(chosen)}{extra})", config, status, len(chosen),
+                              xs, mean, std))
+    return lines
+
+
 def curves(store: Store, sweep_name: str, metrics: list[str] | None = None,
            group_by: list[str] | None = None, where: Mapping[str, Any] | None = None,
            title: str | None = None):
@@ -41,6 +89,7 @@ def curves(store: Store, sweep_name: str, metrics: list[str] | None = None,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     sweep = store.require_sweep(sweep_name)
     runs = [r for r in store.runs(sweep=sweep_name)
@@ -55,37 +104,36 @@ def curves(store: Store, sweep_name: str, metrics: list[str] | None = None,
                                hint=did_you_mean(metric or "", names)
                                or f"metrics found: {', '.join(names) or 'none yet'}")
     keys = list(group_by) if group_by else [k for k in sweep.varying if k != "seed"]
-    groups: dict[str, list] = {}
-    for run in runs:
-        groups.setdefault(canonical({k: run.params.get(k) for k in keys}), []).append(run)
-    histories = store.metrics_for([r.id for r in runs])
+    histories = store.metrics_for([r.id for r in runs if r.status in DRAWN])
+    configs = list(dict.fromkeys(canonical({k: r.params.get(k) for k in keys}) for r in runs))
 
     cols = 1 if len(chosen) == 1 else 2
     rows = math.ceil(len(chosen) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 4.2 * rows), squeeze=False)
-    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    colours = plt.get_cmap("tab10" if len(configs) <= 10 else "tab20")
+    seeds = 1
     for panel, metric in enumerate(chosen):
         ax = axes[panel // cols][panel % cols]
-        for g, members in enumerate(groups.values()):
-            xs, mean, std = series([histories[r.id] for r in members], metric)
-            if not xs:
-                continue
-            colour = colours(g % colours.N)
-            label = config_text({k: members[0].params.get(k) for k in keys})
-            ax.plot(xs, mean, color=colour, label=label, linewidth=1.6,
-                    marker="o" if len(xs) < 20 else None, markersize=3)
-            if any(std):
-                ax.fill_between(xs, [m - s for m, s in zip(mean, std)],
-                                [m + s for m, s in zip(mean, std)], color=colour, alpha=0.18,
-                                linewidth=0)
+        for line in series(runs, histories, metric, keys):
+            seeds = max(seeds, line.n)
+            colour = colours(configs.index(canonical(line.config)) % colours.N)
+            ax.plot(line.x, line.mean, color=colour, label=line.label, linewidth=1.6,
+                    linestyle="--" if line.dashed else "-",
+                    marker="o" if len(line.x) < 20 else None, markersize=3)
+            if any(line.std):
+                ax.fill_between(line.x, [m - s for m, s in zip(line.mean, line.std)],
+                                [m + s for m, s in zip(line.mean, line.std)], color=colour,
+                                alpha=0.18, linewidth=0)
         ax.set_title(metric)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5
         ax.grid(True, alpha=0.3)
     for empty in range(len(chosen), rows * cols):
         axes[empty // cols][empty % cols].set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    seeds = max(len(m) for m in groups.values())
-    fig.suptitle(title or f"{sweep_name}: mean" + (" ± std over seeds" if seeds > 1 else ""))
+    fig.suptitle(title or f"{sweep_name}: mean of done runs"
+                 + (" ± std over seeds" if seeds > 1 else ""))
     if handles:
         fig.legend(handles, labels, loc="outside lower center",
                    ncols=min(len(labels), 3 if len(labels) > 6 else len(labels)),

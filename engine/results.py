@@ -4,7 +4,13 @@ Plain data in and out (`ResultTable`), so the CLI, the interface and every expor
 same numbers, and the table is always made from the store, never by hand. A configuration is
 the sweep's varying parameters without `seed` (or the `--group-by` keys: a marginal table).
 Each run gives its headline metric at its best epoch (by the sweep's mode) or its last, and
-the final value of the other metrics. Runs that are not done are shown as such.
+the final (last finite) value of the other metrics.
+
+Every number of a row -- mean, std, n, best epoch, the other columns, time -- comes from its
+**done** runs only: a failed run's single epoch or a cancelled run's half-trained model would
+drag a mean anywhere. The row still counts the others (`statuses`), so the table says what
+else there was; a configuration without a done run has no numbers, sorts last and is never
+the best. Twins are found among done runs only, for the same reason.
 """
 from __future__ import annotations
 
@@ -49,13 +55,14 @@ class Stat:
 class Row:
     config: dict[str, Any]
     headline: Stat
-    best_epoch: float | None
+    best_epoch: float | None      # mean over the done runs
     columns: dict[str, Stat]      # EXTRA_COLUMNS present in the sweep
     wall_s: float | None          # mean wall time of its finished runs
     statuses: dict[str, int]
     flags: list[str]
     run_ids: list[int]
     chosen: bool = False          # the configuration a staged study carried forward
+    epochs_agree: bool = True     # every done run had its best at the same epoch
 
 
 @dataclass(frozen=True)
@@ -110,10 +117,12 @@ def run_value(history: list[dict], metric: str, mode: str, pick: str
 
 
 def final_values(history: list[dict]) -> dict[str, Any]:
-    """The last reported value of every metric."""
+    """The last reported value of every metric; for numbers the last finite one, so that a
+    run that diverged shows where it was before it did."""
     last: dict[str, Any] = {}
     for row in history:
-        last.update({k: v for k, v in row.items() if v is not None})
+        last.update({k: v for k, v in row.items() if v is not None and not (
+            isinstance(v, float) and not math.isfinite(v))})
     return last
 
 
@@ -164,7 +173,7 @@ def build(store: Store, sweep_name: str, metric: str | None = None, mode: str | 
             for members in groups.values()]
     sign = -1 if mode == "max" else 1
     rows.sort(key=lambda r: (r.headline.mean is None, sign * (r.headline.mean or 0)))
-    rows = _flag_twins(rows, histories)
+    rows = _flag_twins(rows, histories, {r.id for r in runs if r.status == "done"})
     return ResultTable(sweep_name, metric, mode, keys, columns, rows, pick, stage)
 
 
@@ -172,6 +181,8 @@ def _row(members: list[Run], keys: list[str], metric: str | None, mode: str, pic
          columns: list[str], histories: dict[int, list[dict]]) -> Row:
     headline, epochs, finals, walls = [], [], [], []
     for run in members:
+        if run.status != "done":
+            continue  # counted in `statuses` below, never in a number
         history = histories.get(run.id, [])
         if metric:
             value, epoch = run_value(history, metric, mode, pick)
@@ -180,7 +191,7 @@ def _row(members: list[Run], keys: list[str], metric: str | None, mode: str, pic
                 if numeric(epoch):
                     epochs.append(float(epoch))
         finals.append(final_values(history))
-        if run.status == "done" and run.started and run.ended:
+        if run.started and run.ended:
             walls.append(run.ended - run.started)
     statuses: dict[str, int] = {}
     for run in members:
@@ -193,17 +204,22 @@ def _row(members: list[Run], keys: list[str], metric: str | None, mode: str, pic
         wall_s=statistics.fmean(walls) if walls else None,
         statuses=statuses,
         flags=sorted({f for r in members for f in r.flags}),
-        run_ids=[r.id for r in members])
+        run_ids=[r.id for r in members],
+        epochs_agree=len(set(epochs)) <= 1)
 
 
-def _flag_twins(rows: list[Row], histories: dict[int, list[dict]]) -> list[Row]:
+def _flag_twins(rows: list[Row], histories: dict[int, list[dict]], done: set[int]
+                ) -> list[Row]:
     """Configurations whose every metric equals another's to the last digit: a sign that the
-    runs were not independent (a copied row, weights carried over from the previous run)."""
+    runs were not independent (a copied row, weights carried over from the previous run).
+    Done runs only: two runs that both crashed at epoch 1 are not suspicious."""
     signatures: dict[str, int] = {}
     out = []
     for i, row in enumerate(rows):
         finals = []
         for run_id in row.run_ids:
+            if run_id not in done:
+                continue
             final = {k: v for k, v in final_values(histories.get(run_id, [])).items()
                      if k not in NOT_RESULTS and numeric(v)}
             if final:

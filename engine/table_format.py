@@ -1,20 +1,30 @@
 """Results tables as text: markdown, CSV, LaTeX (booktabs) and JSON, formatted one way.
 
-Accuracies that are fractions in [0, 1] are shown as percentages with 2 decimals; losses
-with 4 significant digits; the best row is bold in markdown and LaTeX. CSV and JSON carry
-the raw numbers, for scripts.
+One rule for every number shown (`Column` holds it for one column):
+- a column shows every value with the same number of decimals, so they line up and compare;
+- a spread is shown with its mean's precision (`1.936 ± 0.004`, never `1.936 ± 0.00396`);
+- an accuracy whose every value in the table is a fraction in [0, 1] is shown in percent,
+  accuracies with 2 decimals; other metrics with 4 significant digits on the column's largest
+  value (more decimals where the smallest would otherwise read 0.000);
+- the best epoch is a mean over seeds, with one decimal only when the seeds disagree.
+The best row is bold in markdown and LaTeX. CSV and JSON carry the raw numbers, for scripts.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 from typing import Any
 
 from gridrun.engine.matrix import format_value
-from gridrun.engine.results import ResultTable, Row, Stat, is_accuracy, is_loss
+from gridrun.engine.results import ResultTable, Row, Stat, is_accuracy
 
 FORMATS = ("md", "csv", "latex", "json")
+
+
+SIGNIFICANT = 4     # digits of a metric's largest value in a column
+MAX_DECIMALS = 6
 
 
 def _as_percent(table: ResultTable, name: str) -> bool:
@@ -29,25 +39,55 @@ def _stats(table: ResultTable, name: str) -> list[Stat]:
     return [r.headline if name == table.metric else r.columns[name] for r in table.rows]
 
 
-def number(name: str, value: float | None, percent: bool) -> str:
-    if value is None:
-        return "-"
+def decimals_for(name: str, means: list[float], percent: bool) -> int:
+    """How many decimals every value of one column is shown with."""
     if name == "params":
-        return f"{value:,.0f}"
-    if percent:
-        return f"{100 * value:.2f}"
-    if is_accuracy(name):
-        return f"{value:.2f}"
-    return f"{value:.4g}"
+        return 0
+    if percent or is_accuracy(name):
+        return 2
+    sizes = [abs(m) for m in means if m and math.isfinite(m)]
+    if not sizes:
+        return SIGNIFICANT - 1
+    largest = SIGNIFICANT - 1 - math.floor(math.log10(max(sizes)))
+    smallest = 1 - math.floor(math.log10(min(sizes)))   # two significant digits of the least
+    return max(0, min(MAX_DECIMALS, max(largest, smallest)))
 
 
-def stat_text(name: str, stat: Stat, percent: bool, with_std: bool = True) -> str:
-    if stat.mean is None:
+class Column:
+    """The formatting of one metric column of a table."""
+
+    def __init__(self, table: ResultTable, name: str):
+        self.name = name
+        self.percent = _as_percent(table, name)
+        self.scale = 100.0 if self.percent else 1.0
+        means = [s.mean * self.scale for s in _stats(table, name) if s.mean is not None]
+        self.decimals = decimals_for(name, means, self.percent)
+
+    def number(self, value: float | None) -> str:
+        if value is None:
+            return "-"
+        if not math.isfinite(value):
+            return str(value)
+        grouping = "," if self.name == "params" else ""
+        text = f"{value * self.scale:{grouping}.{self.decimals}f}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.,") else text  # no -0.00
+
+    def stat(self, stat: Stat, with_std: bool = True) -> str:
+        if stat.mean is None:
+            return "-"
+        text = self.number(stat.mean)
+        if with_std and stat.n > 1 and stat.std is not None:
+            text += " ± " + self.number(stat.std)
+        return text
+
+
+def epoch_text(row: Row) -> str:
+    """The best epoch: whole when every seed agrees, else a mean with one decimal."""
+    if row.best_epoch is None:
         return "-"
-    text = number(name, stat.mean, percent)
-    if with_std and stat.n > 1:
-        text += " ± " + number(name, stat.std, percent)
-    return text
+    if row.epochs_agree:
+        return f"{row.best_epoch:.0f}"
+    return f"{row.best_epoch:.1f}"
 
 
 def duration(seconds: float | None) -> str:
@@ -65,10 +105,16 @@ def status_text(statuses: dict[str, int]) -> str:
     return ", ".join(f"{statuses[s]} {s}" for s in order if statuses.get(s))
 
 
+def others_text(statuses: dict[str, int]) -> str:
+    """What a row had besides its done runs (which its n counts): `1 failed, 1 cancelled`."""
+    return status_text({k: v for k, v in statuses.items() if k != "done"})
+
+
 def cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
     """Header and body as display strings (markdown, LaTeX, the terminal)."""
     metric = table.metric or "metric"
-    percent = {n: _as_percent(table, n) for n in [metric, *table.columns]}
+    formats = {n: Column(table, n) for n in [metric, *table.columns]}
+    percent = {n: f.percent for n, f in formats.items()}
     staged = any(r.chosen for r in table.rows)
     show_status = any(set(r.statuses) != {"done"} for r in table.rows)
     show_flags = any(r.flags for r in table.rows)
@@ -82,11 +128,10 @@ def cells(table: ResultTable) -> tuple[list[str], list[list[str]]]:
     for row in table.rows:
         line = (["✓" if row.chosen else ""] if staged else [])
         line += [format_value(row.config[k]) for k in table.keys]
-        line += [stat_text(metric, row.headline, percent[metric]), str(row.headline.n),
-                 "-" if row.best_epoch is None else f"{round(row.best_epoch, 1):g}"]
-        line += [stat_text(c, row.columns[c], percent[c], with_std=False) for c in table.columns]
+        line += [formats[metric].stat(row.headline), str(row.headline.n), epoch_text(row)]
+        line += [formats[c].stat(row.columns[c], with_std=False) for c in table.columns]
         line += [duration(row.wall_s)]
-        line += [status_text(row.statuses)] if show_status else []
+        line += [others_text(row.statuses)] if show_status else []
         line += [", ".join(row.flags)] if show_flags else []
         body.append(line)
     return header, body

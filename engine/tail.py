@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+from gridrun.engine.flags import NAME as NOT_LEARNING, ChanceWatch
 from gridrun.engine.report import OutputParser
 from gridrun.engine.store import Progress
 
@@ -68,6 +69,7 @@ class RunTail:
         self.reported = False         # the run writes metrics.jsonl: stdout parsing stops
         self.names: set[str] = set()
         self.flags: set[str] = set()
+        self.chance = ChanceWatch()   # the not_learning flag, fed row by row
         self.history: list[dict] = []  # rows so far, for the flags' look-back
         self.last: dict = {}
         self.new_attempt = False       # the next row with an epoch starts a new attempt
@@ -101,6 +103,8 @@ class RunTail:
             self.rewound = False
             replace, new_rows = source, list(self.history)
         self.last = {**self.last, **current}
+        if final and self.chance.verdict(ended=True):
+            self.flags.add(NOT_LEARNING)
         return Progress(self.run_id, source, new_rows, dict(self.last), set(self.names),
                         set(self.flags), peak_mem_mb, replace)
 
@@ -161,29 +165,13 @@ class RunTail:
             self.flags.add(warning)
         self.names |= {k for k in row if k not in ("time", "warning")}
         self.history.append(row)
-        self.last = {**self.last, **{k: v for k, v in row.items() if k != "warning"}}
-        if stuck_at_chance(self.history):
-            self.flags.add("not_learning")
+        self.last = {**self.last, **{k: v for k, v in row.items()   # last finite values
+                                     if k != "warning" and v is not None}}
+        verdict = self.chance.feed(row)
+        if verdict is not None:
+            (self.flags.add if verdict else self.flags.discard)(NOT_LEARNING)
 
     def close(self) -> None:
         self.metrics_file.close()
         self.stdout_file.close()
 
-
-def stuck_at_chance(history: list[dict], epochs: int = 3) -> bool:
-    """True when the last `epochs` rows all have a loss within 2% of ln(k) for one class count
-    k in 2..1000: the signature of a network that predicts uniformly (the reports' 2.3026 on
-    CIFAR-10 for twenty epochs)."""
-    if len(history) < epochs:
-        return False
-    losses = []
-    for row in history[-epochs:]:
-        loss = next((v for k, v in row.items() if "loss" in k and "val" not in k
-                     and isinstance(v, (int, float)) and not isinstance(v, bool)), None)
-        if loss is None or loss <= 0:
-            return False
-        losses.append(loss)
-    for k in (2, 10, 100, 1000):
-        if all(abs(loss - math.log(k)) < 0.02 * math.log(k) for loss in losses):
-            return True
-    return False

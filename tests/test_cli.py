@@ -118,7 +118,8 @@ def test_results_in_every_format(cli, sweep_file):
     assert len(md) == 4  # header, rule, two configurations
     # fake_train, 3 epochs: accuracy = min(99, 50 + 10 * epoch * (1 + lr)) - 0.1 * seed,
     # loss = 1 / (epoch * (1 + 10 lr)) + 0.001 * seed; the best row is bold
-    assert md[2].startswith("| **0.5** | **94.95 ± 0.07** | **2** | **3** | **0.05606** |")
+    # one precision per column (4 digits of its largest value): 0.0561 beside 0.1672
+    assert md[2].startswith("| **0.5** | **94.95 ± 0.07** | **2** | **3** | **0.0561** |")
     assert md[3].startswith("| 0.1 | 82.95 ± 0.07 | 2 | 3 | 0.1672 |")
     rows = list(csv.DictReader(io.StringIO(cli("results", "res", "-f", "csv", check=0).stdout)))
     assert [(r["lr"], float(r["mean"]), float(r["std"])) for r in rows] == [
@@ -130,7 +131,7 @@ def test_results_in_every_format(cli, sweep_file):
     assert r"\textbf{0.5}" in latex
     by_loss = cli("results", "res", "--metric", "loss", "--last", check=0).stdout.splitlines()
     assert by_loss[0].startswith("| lr | loss (last) | n | epoch |")
-    assert by_loss[2].startswith("| **0.5** | **0.05606 ± 0.0007071** | **2** | **3** | **94.95** |")
+    assert by_loss[2].startswith("| **0.5** | **0.0561 ± 0.0007** | **2** | **3** | **94.95** |")
     assert 'unknown format "xml"' in cli("results", "res", "-f", "xml", check=2).stderr
     missing = cli("results", "rez", check=2).stderr
     assert 'no sweep named "rez"' in missing and 'did you mean "res"?' in missing

@@ -127,6 +127,20 @@ def test_twin_configurations_are_flagged(tmp_path):
                        "optimizer=adam lr=0.1": ["same_metrics_as:optimizer=sgd lr=0.1"]}
 
 
+def test_twins_compare_done_runs_only(tmp_path):
+    # two configurations whose runs both crashed after the same first epoch are not twins
+    crashed = history(0.5)
+    store = filled_store(tmp_path, {("sgd", 0.1, 0): crashed, ("adam", 0.1, 0): crashed},
+                         status={("sgd", 0.1, 0): "failed", ("adam", 0.1, 0): "failed"})
+    table = results.build(store, "study")
+    assert not any(r.flags for r in table.rows)
+    assert results.twin_runs(store.runs(sweep="study")) == {}
+    # the same histories, done: flagged
+    (tmp_path / "b").mkdir()
+    store = filled_store(tmp_path / "b", {("sgd", 0.1, 0): crashed, ("adam", 0.1, 0): crashed})
+    assert any(r.flags for r in results.build(store, "study").rows)
+
+
 def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"

@@ -26,6 +26,17 @@ def number(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def metric_value(name: str | None, value: Any) -> str:
+    """A metric's value: an accuracy that is a fraction reads as a percentage, as in the
+    results tables (`val_acc=94.00%`, not `val_acc=0.94`); anything else as `number`."""
+    from gridrun.engine.results import is_accuracy
+
+    if (name and is_accuracy(name) and isinstance(value, (int, float))
+            and not isinstance(value, bool) and 0 <= value <= 1):
+        return f"{100 * value:.2f}%"
+    return number(value)
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -56,7 +67,7 @@ def metrics_text(metrics: Mapping[str, Any], limit: int = 4, first: str | None =
     if first in names:
         names.remove(first)
         names.insert(0, first)
-    return " ".join(f"{k}={number(metrics[k])}" for k in names[:limit]) or "-"
+    return " ".join(f"{k}={metric_value(k, metrics[k])}" for k in names[:limit]) or "-"
 
 
 def epoch_text(metrics: Mapping[str, Any], params: Mapping[str, Any]) -> str:

@@ -13,6 +13,12 @@ It behaves like the scripts users bring, and can misbehave on request:
     --marker FILE             append "start <pid> <attempt>" to FILE when it starts
     --oom-first               on its first attempt, fail as PyTorch does when the GPU is full
     --stuck                   a loss that never leaves ln(10), at chance accuracy
+    --when LR,SEED,WHAT,K     misbehave only in the run with this lr and seed (SEED * for any):
+                              WHAT is fail (exit 3 at epoch K), hang (sleep at epoch K until
+                              stopped), stop (exit 0 before epoch K) or nan (NaN loss at K);
+                              so one configuration's seeds can end differently
+    --chance-for K            a slow starter: at ln(10) and chance accuracy for K epochs, then
+                              learning as usual
 """
 import argparse
 import json
@@ -37,7 +43,20 @@ p.add_argument("--nan-at", type=int, default=0)
 p.add_argument("--marker", default="")
 p.add_argument("--oom-first", action="store_true")
 p.add_argument("--stuck", action="store_true")
+p.add_argument("--chance-for", type=int, default=0)
+p.add_argument("--when", action="append", default=[])
 args = p.parse_args()
+for rule in args.when:
+    lr, seed, what, at = rule.split(",")
+    if float(lr) == args.lr and seed in ("*", str(args.seed)):
+        if what == "fail":
+            args.fail_at = int(at)
+        elif what == "nan":
+            args.nan_at = int(at)
+        elif what == "stop":
+            args.epochs = int(at) - 1
+        elif what == "hang":
+            args.hang_at = int(at)
 
 run_dir = os.environ.get("GRIDRUN_RUN_DIR", ".")
 if args.marker:
@@ -59,6 +78,8 @@ if args.checkpoint and os.path.exists(ckpt):
 
 for epoch in range(start, args.epochs + 1):
     time.sleep(args.sleep)
+    if getattr(args, "hang_at", 0) == epoch:
+        time.sleep(600)
     if args.fail_at == epoch:
         print("Traceback (most recent call last):", file=sys.stderr)
         print("RuntimeError: simulated failure at epoch", epoch, file=sys.stderr, flush=True)
@@ -70,8 +91,8 @@ for epoch in range(start, args.epochs + 1):
         print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
               file=sys.stderr, flush=True)
         sys.exit(1)
-    if args.stuck:
-        loss, acc = 2.302585 + 0.0003 * (epoch % 2), 10.0
+    if args.stuck or epoch <= args.chance_for:
+        loss, acc = 2.302585 + 0.0003 * (epoch % 2) + 0.0001 * args.seed, 10.0
     if args.nan_at == epoch:
         loss = float("nan")
     if args.garbage:

@@ -5,7 +5,6 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from gridrun.engine.results import is_accuracy
 from gridrun.tui import fmt
 
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -22,6 +21,35 @@ def sparkline(values: Sequence[float], width: int = 12) -> str:
     if high == low:
         return BLOCKS[3] * len(tail)
     return "".join(BLOCKS[int((v - low) / (high - low) * (len(BLOCKS) - 1))] for v in tail)
+
+
+def downsample(values: Sequence[float], width: int) -> list[float]:
+    """The whole series in at most `width` points: the mean of each of `width` equal spans
+    (a series shorter than that is kept as it is, one point per value)."""
+    values = list(values)
+    if len(values) <= width:
+        return values
+    out = []
+    for i in range(width):
+        span = values[i * len(values) // width:(i + 1) * len(values) // width]
+        out.append(sum(span) / len(span))
+    return out
+
+
+def history_line(values: Sequence[float], width: int,
+                 scale: tuple[float, float] | None) -> str:
+    """A run's whole history, downsampled to `width`, on a scale shared by its sweep, so that
+    rows compare: a run steady at 98.5-99% draws a flat top line, not noise stretched to fill
+    its own range. Without a scale (nothing read yet), the series' own range."""
+    points = downsample(values, width)
+    if not points:
+        return ""
+    low, high = scale if scale is not None else (min(points), max(points))
+    if not high > low:
+        return BLOCKS[3] * len(points)
+    top = len(BLOCKS) - 1
+    return "".join(BLOCKS[max(0, min(top, round((v - low) / (high - low) * top)))]
+                   for v in points)
 
 
 def epoch_bar(epoch: float | None, epochs: float | None, width: int = 6) -> Text:
@@ -41,8 +69,4 @@ def status(state: str) -> Text:
 
 def metric(name: str | None, value: float | None) -> str:
     """Accuracies that are fractions read as percentages, as in the results tables."""
-    if value is None:
-        return "-"
-    if name and is_accuracy(name) and 0 <= value <= 1:
-        return f"{100 * value:.2f}%"
-    return fmt.number(value)
+    return fmt.metric_value(name, value)

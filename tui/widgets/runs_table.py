@@ -14,7 +14,7 @@ from textual.widgets import DataTable
 from gridrun.engine.feed import RunView, SweepView
 from gridrun.engine.matrix import format_value
 from gridrun.tui import fmt
-from gridrun.tui.widgets.cells import epoch_bar, metric, sparkline, status
+from gridrun.tui.widgets.cells import BLOCKS, epoch_bar, history_line, metric, status
 
 FIXED = (("#", "index"), ("status", "status"))
 SERIES_COLUMNS = ("latest", "best", "curve")
@@ -33,6 +33,16 @@ MIN_WIDTH = {"status": 11, "device": 6, "epoch": 12, "latest": 7, "best": 7, "cu
 COMPACT_DROP = ("device", "eta")
 
 
+def scale_moved(drawn: tuple[float, float] | None, now: tuple[float, float] | None) -> bool:
+    """Whether the sweep's sparkline scale moved by half a block or more since the page was
+    drawn: only then is every row redrawn (a running sweep widens its range by a hair at
+    nearly every epoch, and a rebuilt page each second would cost the event loop)."""
+    if drawn is None or now is None:
+        return drawn != now
+    step = max(now[1] - now[0], 1e-12) / (len(BLOCKS) - 1)
+    return max(abs(now[0] - drawn[0]), abs(now[1] - drawn[1])) >= step / 2
+
+
 class RunsTable(DataTable):
     def __init__(self, **kwargs):
         super().__init__(cursor_type="row", **kwargs)
@@ -42,12 +52,14 @@ class RunsTable(DataTable):
         self.pages = 1
         self.compact = False
         self.matching = 0        # runs of the sweep that pass the filter, on every page
+        self.scale: tuple[float, float] | None = None   # the sparklines' shared scale
 
     def show_sweep(self, sweep: SweepView | None, views: list[RunView], page: int = 0) -> None:
         """Rebuild for a sweep (columns follow its varying parameters), showing one page."""
         same = sweep is not None and self.sweep is not None and sweep.name == self.sweep.name
         keep_cursor = self.cursor_coordinate if same else None
         self.sweep = sweep
+        self.scale = sweep.scale if sweep else None
         self.clear(columns=True)
         shown = [v for v in views if self.matches(v)]
         self.matching = len(shown)
@@ -85,7 +97,8 @@ class RunsTable(DataTable):
             "epoch": epoch_bar(view.epoch, view.epochs, 4 if self.compact else 6),
             "latest": metric(name, view.latest),
             "best": metric(name, view.best),
-            "curve": Text(sparkline(view.series, 8 if self.compact else 12), style="dodger_blue1"),
+            "curve": Text(history_line(view.series, 8 if self.compact else 12, self.scale),
+                          style="dodger_blue1"),
             "time": fmt.duration(view.elapsed_s),
             "eta": fmt.duration(view.eta_s) if view.eta_s is not None else "-",
             "warn": Text("⚠", style="bold yellow3") if flags else "",
@@ -114,7 +127,10 @@ class RunsTable(DataTable):
 
     def update_runs(self, views: list[RunView]) -> bool:
         """Change the rows on this page in place; False when a run changed so that the page
-        must be rebuilt (it no longer matches the filter)."""
+        must be rebuilt (it no longer matches the filter, or the sweep's sparkline scale
+        grew so that every row's curve is redrawn)."""
+        if self.sweep is not None and scale_moved(self.scale, self.sweep.scale):
+            return False
         for view in views:
             key = str(view.run.id)
             if key not in self.rows:
