@@ -75,6 +75,8 @@ def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
         cfg[name] = list(value) if isinstance(value, tuple) else value
     if problems:
         raise TrainerError("; ".join(problems))
+    if violation := schema.check_run(cfg):     # what `gridrun queue add` refuses, by hand too
+        raise TrainerError(violation.message)
     return cfg
 
 

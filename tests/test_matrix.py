@@ -688,6 +688,7 @@ def test_builtin_accepts_free_groups_and_nested_names(tmp_path):
         [params]
         model = "mlp"
         mlp.hidden = [256, 128]
+        scheduler = "step"
         [params.sched]
         step_size = 5
         [grid.optim]
@@ -744,7 +745,7 @@ def test_bad_builtin_value_says_what_is_expected(tmp_path):
 
 
 @pytest.mark.parametrize("line, fragment", [
-    ('lr = 0', 'expected a number > 0'),
+    ('lr = -0.1', 'expected a number >= 0'),
     ('epochs = 2.5', 'expected an integer >= 1'),
     ('amp = "yes"', "expected true or false"),
     ('augment = ["hflip", "hflip"]', "listed twice"),
@@ -762,7 +763,123 @@ def test_builtin_seeds_out_of_range_are_an_error(tmp_path):
 
 def test_builtin_sample_values_are_checked(tmp_path):
     path = write(tmp_path, "[sample]\ncount = 3\nlr = { uniform = [-1.0, -0.5] }\n")
-    fails(path, line=3, col=1, has=('"lr"', "> 0"))
+    fails(path, line=3, col=1, has=('"lr"', ">= 0"))
+
+
+# Rules between parameters: refused at `queue add`, at the value that breaks them, in any run
+# of grid x zip x sample x include, with nothing stored.
+CROSS = [
+    ("vit-heads", """\
+        [params]
+        model = "vit"
+        vit.width = 64
+        [grid]
+        vit.heads = [4, 3]
+        """, "vit.heads = [", "vit.width = 64 is not a multiple of vit.heads = 3"),
+    ("resnet-stages", """\
+        [params]
+        model = "resnet"
+        resnet.blocks = [2, 2, 2]
+        [zip]
+        resnet.channels = [[16, 32, 64], [16, 32, 64, 128]]
+        epochs = [1, 2]
+        """, "resnet.channels = [", "resnet.blocks has 3 stages but resnet.channels has 4"),
+    ("given-norm", """\
+        [params]
+        dataset = "cifar10"
+        normalize = "given"
+        norm_mean = [0.5, 0.5, 0.5]
+        [grid]
+        lr = [0.1]
+        """, "norm_mean", 'normalize = "given" needs norm_mean and norm_std with one number per '
+                          "channel (3 for dataset cifar10); got 3 and 0"),
+    ("optim-arg", """\
+        [grid]
+        lr = [0.1, 0.01]
+        [params]
+        optimizer = "sgd"
+        optim.nesterv = true
+        """, "optim.nesterv", 'optim.nesterv: sgd (torch.optim.SGD) takes no argument "nesterv" '
+                              '(did you mean "nesterov"?)'),
+    ("optim-arg-of-one-optimizer", """\
+        [params]
+        optim.betas = [0.9, 0.99]
+        [grid]
+        optimizer = ["adam", "sgd"]
+        """, "optimizer = [", 'optim.betas: sgd (torch.optim.SGD) takes no argument "betas"'),
+    ("sched-arg-in-include", """\
+        [grid]
+        lr = [0.1]
+        [[include]]
+        scheduler = "cosine"
+        [[include]]
+        scheduler = "step"
+        sched.T_max = 10
+        """, "sched.T_max", 'sched.T_max: step (torch.optim.lr_scheduler.StepLR) takes no '
+                            'argument "T_max"'),
+    ("sched-without-scheduler", """\
+        [params]
+        sched.gamma = 0.5
+        """, "sched.gamma", 'sched.gamma: scheduler = "none" takes no arguments'),
+    ("sparse-adam", """\
+        [grid]
+        optimizer = ["adam", "sparse_adam"]
+        """, "optimizer", "optimizer sparse_adam (torch.optim.SparseAdam) needs sparse gradients"),
+    ("sampled-heads", """\
+        [params]
+        model = "vit"
+        vit.width = 60
+        [sample]
+        count = 8
+        vit.heads = { choice = [4, 7] }
+        """, "vit.heads", "vit.width = 60 is not a multiple of vit.heads = 7"),
+    ("pretrained-own-model", """\
+        [params]
+        model = "cnn"
+        pretrained = true
+        """, "pretrained = true", "pretrained = true needs a torchvision model"),
+    ("optim-lr", """\
+        [params]
+        optim.lr = 0.1
+        """, "optim.lr", "optim.lr: set `lr` itself, not optim.lr"),
+]
+
+
+@pytest.mark.parametrize("name, body, at, message", CROSS, ids=[c[0] for c in CROSS])
+def test_a_rule_between_parameters_is_refused_at_queue_add(cli, tmp_path, name, body, at,
+                                                           message):
+    path = write(tmp_path, f'name = "{name}"\n' + textwrap.dedent(body))
+    line, col = pos(path, at)
+    res = cli("queue", "add", path)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert f"{path.name}:{line}:{col}: {message}" in res.stderr, res.stderr
+    assert cli.runs() == []
+
+
+def test_what_torch_accepts_is_queued(cli, tmp_path):
+    """lr = 0 (a control run), momentum above 1, optimizer arguments of each optimizer chosen,
+    and a sweep whose every run keeps the rules."""
+    path = write(tmp_path, """\
+        name = "loose"
+        [params]
+        model = "vit"
+        vit.width = 60
+        scheduler = "cyclic"
+        sched.step_size_up = 4
+        [grid]
+        lr = [0.0, 0.1]
+        momentum = [0.9, 1.5]
+        [[include]]
+        optimizer = "adam"
+        optim.betas = [0.9, 0.99]
+        vit.heads = 6
+        [[include]]
+        optimizer = "muon"
+        optim.adjust_lr_fn = "match_rms_adamw"
+        """)
+    cli("queue", "add", path, check=0)
+    runs = cli.runs()
+    assert len(runs) == 6
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,14 +40,6 @@ def test_import_in_a_fresh_interpreter_loads_no_torch_and_nothing_outside_the_st
 
 # --- the table itself ---------------------------------------------------------------------------
 
-def test_param_keeps_the_engines_positional_fields():
-    p = Param("x", "int", 1, "help", None, 0, 10)
-    assert (p.name, p.kind, p.default, p.help, p.choices, p.min, p.max) == (
-        "x", "int", 1, "help", None, 0, 10)
-    with pytest.raises(Exception):
-        p.name = "y"   # frozen
-
-
 def test_every_param_is_well_formed():
     for name, p in PARAMS.items():
         assert p.name == name
@@ -115,25 +107,76 @@ def test_every_parameter_issue_3_asks_for_exists():
     ("augment", {"hflip", "crop", "rotation", "affine", "color_jitter", "random_erasing"}),
     ("model", {"mlp", "cnn", "resnet", "vit", "resnet18", "mobilenet_v2", "mobilenet_v3_small",
                "efficientnet_v2_s"}),
-    ("scheduler", {"none", "step", "multistep", "exponential", "cosine", "plateau", "cyclic",
-                   "onecycle"}),
     ("sched_interval", {"auto", "epoch", "step"}),
 ])
 def test_choices_are_the_issues(name, expected):
     assert set(PARAMS[name].choices) == expected
 
 
-def test_every_torch_optimizer_by_lower_case_name():
-    wanted = {"sgd", "adam", "adamw", "adamax", "adagrad", "adadelta", "asgd", "nadam", "radam",
-              "rmsprop", "rprop", "lbfgs", "sparse_adam"}
-    assert wanted <= set(PARAMS["optimizer"].choices)
-    assert set(PARAMS["optimizer"].choices) == set(schema.OPTIMIZERS)
-    for name, cls in schema.OPTIMIZERS.items():   # the torch class each name stands for
-        assert _squash(name) == _squash(cls)
-    assert set(schema.SCHEDULERS) == set(PARAMS["scheduler"].choices)
+def test_every_choice_list_is_its_table():
+    assert set(schema.OPTIMIZERS) == set(PARAMS["optimizer"].choices) == set(
+        schema.OPTIMIZER_ARGS)
+    assert set(schema.SCHEDULERS) == set(PARAMS["scheduler"].choices) == set(
+        schema.SCHEDULER_ARGS) | {"none"}
     assert set(schema.AUGMENTATIONS) == set(PARAMS["augment"].choices)
     assert set(schema.MODELS) == set(PARAMS["model"].choices)
-    assert set(schema.DATASETS) == set(PARAMS["dataset"].choices)
+    assert set(schema.DATASETS) == set(PARAMS["dataset"].choices) == set(
+        schema.DATASET_SHAPES) | {"synthetic"}
+
+
+def _torch_classes(module, base) -> dict[str, type]:
+    """The public classes of a torch module that are `base` or below it, base itself left out."""
+    return {name: obj for name, obj in vars(module).items()
+            if isinstance(obj, type) and issubclass(obj, base) and obj is not base
+            and not name.startswith("_")}
+
+
+def _torch_args(cls, skip: str) -> dict[str, object]:
+    """cls's keyword arguments and defaults as inspect.signature gives them, in the schema's
+    spelling (REQUIRED where torch has no default)."""
+    import inspect
+    return {name: schema.REQUIRED if p.default is inspect.Parameter.empty else p.default
+            for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name not in ("self", skip)}
+
+
+def test_every_torch_optimizer_is_offered_with_torchs_own_arguments_and_defaults():
+    torch = pytest.importorskip("torch")
+    found = _torch_classes(torch.optim, torch.optim.Optimizer)
+    assert set(found) == set(schema.OPTIMIZERS.values()), "torch.optim and the schema differ"
+    for name, cls_name in schema.OPTIMIZERS.items():
+        assert name == re.sub(r"(?<=[a-z])(?=[A-Z])", "_", cls_name).lower() or (
+            _squash(name) == _squash(cls_name)), name
+        assert schema.OPTIMIZER_ARGS[name] == _torch_args(found[cls_name], "params"), name
+        assert list(schema.OPTIMIZER_ARGS[name]) == list(_torch_args(found[cls_name], "params"))
+
+
+def test_every_torch_scheduler_is_offered_with_torchs_arguments_or_said_why_not():
+    torch = pytest.importorskip("torch")
+    lr_scheduler = torch.optim.lr_scheduler
+    found = _torch_classes(lr_scheduler, lr_scheduler.LRScheduler)
+    offered = {cls for cls in schema.SCHEDULERS.values() if cls is not None}
+    assert not offered & set(schema.NOT_OFFERED_SCHEDULERS)
+    assert set(found) == offered | set(schema.NOT_OFFERED_SCHEDULERS)
+    for name, cls_name in schema.SCHEDULERS.items():
+        if cls_name is not None:
+            assert schema.SCHEDULER_ARGS[name] == _torch_args(found[cls_name], "optimizer"), name
+
+
+def test_the_parameters_ranges_are_torchs():
+    """lr = 0 (a control run) and momentum above 1 are accepted, as torch accepts them; what
+    torch refuses (negative values) is refused here too."""
+    torch = pytest.importorskip("torch")
+    weight = [torch.nn.Parameter(torch.zeros(2, 2))]
+    for value in (0, 0.0, 1.5, 10):
+        torch.optim.SGD(weight, lr=value, momentum=value)       # torch takes them ...
+        torch.optim.RMSprop(weight, lr=value, momentum=value)
+        assert check("lr", value) is None and check("momentum", value) is None   # ... so do we
+    for value in (-1e-9, -1):
+        for name in ("lr", "momentum", "weight_decay"):
+            with pytest.raises(ValueError):
+                torch.optim.SGD(weight, **{"lr": 0.1, name: value})
+            assert check(name, value) is not None, name
 
 
 def _squash(s):
@@ -145,11 +188,11 @@ def _squash(s):
 GOOD = [
     ("batch_size", 1), ("batch_size", 128), ("epochs", 300), ("iterations", 32000),
     ("seed", 0), ("seed", 2**32 - 1), ("limit_train", 0),
-    ("lr", 1e-5), ("lr", 0.5), ("lr", 1), ("weight_decay", 0), ("weight_decay", 5e-4),
-    ("momentum", 0.9), ("momentum", 1), ("mlp.dropout", 0.5), ("label_smoothing", 0.1),
+    ("lr", 1e-5), ("lr", 0.5), ("lr", 1), ("lr", 0), ("weight_decay", 0),
+    ("weight_decay", 5e-4), ("momentum", 0.9), ("momentum", 1), ("momentum", 1.5), ("mlp.dropout", 0.5), ("label_smoothing", 0.1),
     ("mixup_alpha", 0.2), ("vit.mlp_ratio", 4),
     ("amp", True), ("compile", False),
-    ("optimizer", "asgd"), ("optimizer", "sparse_adam"), ("scheduler", "onecycle"),
+    ("optimizer", "asgd"), ("optimizer", "muon"), ("scheduler", "onecycle"),
     ("data_dir", "/data/torchvision"), ("data_dir", "data"),
     ("mlp.hidden", [1500, 500, 100]), ("mlp.hidden", []), ("mlp.hidden", (2048, 16)),
     ("resnet.blocks", [3, 6, 4, 3]), ("synthetic.shape", [1, 28, 28]),
@@ -182,15 +225,15 @@ BAD = [
     ("seed", 2**32, "expected an integer between 0 and 4294967295, got 4294967296"),
     ("seed", None, "expected an integer between 0 and 4294967295, got nothing"),
     # float: ints are numbers, bools, text, nan and inf are not
-    ("lr", "fast", 'expected a number > 0, got "fast"'),
-    ("lr", 0, "expected a number > 0, got 0"),
-    ("lr", -0.1, "expected a number > 0, got -0.1"),
-    ("lr", False, "expected a number > 0, got false"),
-    ("lr", float("nan"), "expected a number > 0, got nan"),
-    ("lr", float("inf"), "expected a number > 0, got inf"),
+    ("lr", "fast", 'expected a number >= 0, got "fast"'),
+    ("lr", -0.1, "expected a number >= 0, got -0.1"),
+    ("lr", False, "expected a number >= 0, got false"),
+    ("lr", float("nan"), "expected a number >= 0, got nan"),
+    ("lr", float("inf"), "expected a number >= 0, got inf"),
+    ("vit.mlp_ratio", 0, "expected a number > 0, got 0"),
     ("weight_decay", -1e-4, "expected a number >= 0, got -0.0001"),
     ("mlp.dropout", 1.5, "expected a number between 0 and 1, got 1.5"),
-    ("momentum", [0.9], "expected a number between 0 and 1, got [0.9]"),
+    ("momentum", [0.9], "expected a number >= 0, got [0.9]"),
     # bool
     ("amp", 1, "expected true or false, got 1"),
     ("amp", "yes", 'expected true or false, got "yes"'),
@@ -237,7 +280,9 @@ AUGMENTS = ", ".join(f'"{a}"' for a in PARAMS["augment"].choices)
     ("scheduler", "ReduceLROnPlateau", "plateau"),
     ("scheduler", "OneCycleLR", "onecycle"),
     ("scheduler", "CyclicLR", "cyclic"),
-    ("scheduler", "constant", "none"),
+    ("scheduler", "ConstantLR", "constant"),
+    ("scheduler", "CosineAnnealingWarmRestarts", "cosine_restarts"),
+    ("scheduler", "off", "none"),
     ("dataset", "cifar-10", "cifar10"),
     ("dataset", "CIFAR100", "cifar100"),
     ("dataset", "FashionMNIST", "fashion_mnist"),
