@@ -20,8 +20,10 @@ Kinds (`Param.kind`), the whole set:
     str_list           a list of names, each one of `choices`, each at most once
     fraction_or_count  a float in [0, 1) (a fraction) or an integer >= 0 (a count)
 
-Free groups (`FREE_GROUPS`): any name under `optim.`, `sched.` or `aug.` is accepted here and
-checked by the trainer against the torch/torchvision signature it is passed to:
+Free groups (`FREE_GROUPS`): any name under `optim.`, `sched.` or `aug.` passes `check()`;
+`check_run()` then checks optim.* and sched.* against the chosen optimizer's and scheduler's
+arguments (`OPTIMIZER_ARGS`, `SCHEDULER_ARGS`: torch's signatures, kept equal by a test that
+enumerates torch), and the trainer checks aug.* against the torchvision transform:
 
     optim.<kwarg>          a keyword argument of the chosen torch.optim optimizer
                            (optim.betas = [0.9, 0.999], optim.eps, optim.nesterov, optim.alpha,
@@ -34,6 +36,13 @@ checked by the trainer against the torch/torchvision signature it is passed to:
 
 `OPTIMIZERS`, `SCHEDULERS` and `AUGMENTATIONS` map each allowed name to the torch / torchvision
 class it stands for, so the trainer needs no second table.
+
+Rules between parameters (`check_run`): a run's resolved values (its values over the defaults)
+must also keep the rules torch or the trainer would enforce only when the run starts: vit.width
+a multiple of vit.heads, one resnet.channels entry per resnet.blocks entry, norm_mean and
+norm_std with one number per channel for normalize = "given", optim.* / sched.* arguments the
+chosen class takes, an optimizer that can train the model, and so on. `gridrun queue add`
+applies them to every run of a sweep; the trainer to the run it is given.
 """
 from __future__ import annotations
 
@@ -242,11 +251,12 @@ AUGMENTATIONS: dict[str, str] = {   # name -> the torchvision transform whose ar
 FREE_GROUPS: dict[str, str] = {
     "optim": "other keyword arguments of the chosen optimizer, by torch's names (optim.betas = "
              "[0.9, 0.999], optim.eps, optim.nesterov, optim.alpha, optim.centered, optim.lr_decay, "
-             "...); checked against the optimizer's signature by the trainer",
+             "...); checked against the optimizer's arguments when the sweep is added",
     "sched": "keyword arguments of the chosen scheduler, by torch's names (sched.step_size, "
              "sched.gamma, sched.milestones, sched.T_max, sched.eta_min, sched.factor, "
              "sched.patience, sched.max_lr, sched.base_lr, sched.step_size_up, sched.pct_start, "
-             "...); counted in epochs or steps as sched_interval says",
+             "...); counted in epochs or steps as sched_interval says; checked against the "
+             "scheduler's arguments when the sweep is added",
     "aug": "arguments of one augmentation as aug.<name>.<arg>, by the torchvision transform's "
            "names (aug.hflip.p = 0.5, aug.crop.padding = 4, aug.rotation.degrees = 10 or [60, 90], "
            "aug.affine.degrees / .translate / .scale / .shear, aug.color_jitter.brightness / "

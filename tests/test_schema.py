@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gridrun.experiments import schema
-from gridrun.experiments.schema import PARAMS, Param, check, is_free, lookup
+from gridrun.experiments.schema import PARAMS, check, is_free, lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 
