@@ -439,16 +439,14 @@ def test_real_outputs(name):
     assert p.feed(text) + p.close() == FIXTURES[name]
 
 
-def test_parser_is_fast_on_megabytes_of_progress_bars():
+def test_parser_reads_megabytes_of_progress_bars_in_one_feed():
+    # its speed is measured by bench/output_parser.py, not asserted here
     bar = "\rEpoch 1:  50%|█████     | {n}/100000 [00:01<00:01, 45.2it/s, loss=0.312, acc=0.9]"
     text = "".join(bar.format(n=i) for i in range(10_000))        # ~0.8 MB
     text += "".join(f"Downloading shard {'x' * 40}\n" for _ in range(10_000))
     p = OutputParser()
-    start = time.perf_counter()
     p.feed(text)
-    elapsed = time.perf_counter() - start
     assert p.current() == {"epoch": 1, "loss": 0.312, "acc": 0.9}
-    assert elapsed < 3.0, elapsed    # ~0.3 s on a quiet laptop core
 
 
 # ---------------------------------------------------------------------------------------------

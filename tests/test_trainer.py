@@ -213,12 +213,10 @@ def test_plan_turns_epochs_and_iterations_into_steps():
 
 # --- learning, determinism, resume ----------------------------------------------------------
 
-def test_mlp_on_digits_reaches_90_percent_in_seconds(tmp_path):
-    started = time.perf_counter()
+def test_mlp_on_digits_reaches_90_percent_in_8_epochs(tmp_path):
     history, final = train(resolve({"dataset": "digits", "model": "mlp", "epochs": 8,
                                     "lr": 3e-3, "batch_size": 64}), tmp_path)
     assert history[-1]["val_acc"] >= 0.9 and final["test_acc"] >= 0.9
-    assert time.perf_counter() - started < 20
 
 
 def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path):
