@@ -534,7 +534,9 @@ def describe(width: int = 100) -> str:
             out.extend(textwrap.wrap(p.help, width, initial_indent=" " * 6,
                                      subsequent_indent=" " * 6))
         out.append("")
-    out.append("free groups (any name below them; checked by the trainer)")
+    out.extend(textwrap.wrap("free groups (any name below them; optim.* and sched.* checked "
+                             "against the chosen class's arguments, aug.* by the trainer)",
+                             width))
     for group, text in FREE_GROUPS.items():
         out.append(f"  {group + '.*'}")
         out.extend(textwrap.wrap(text, width, initial_indent=" " * 6, subsequent_indent=" " * 6))

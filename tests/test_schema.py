@@ -446,3 +446,67 @@ def test_message_numbers_read_like_toml():
     assert schema._show(1e-4) == "0.0001" and schema._show(True) == "true"
     assert schema._show("a\"b") == '"a\\"b"' and schema._show([1, "x"]) == '[1, "x"]'
     assert schema._show(-math.inf) == "-inf"
+
+
+# --- rules between parameters agree with torch --------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _run(**values) -> dict:
+    return {**schema.defaults(), **values}
+
+
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(1, 96), heads=st.integers(1, 12))
+def test_vit_width_and_heads_are_refused_exactly_when_torch_refuses(width, heads):
+    torch = pytest.importorskip("torch")
+    violation = schema.check_run(_run(model="vit", **{"vit.width": width, "vit.heads": heads}))
+    try:
+        torch.nn.MultiheadAttention(width, heads)
+        torch_refuses = False
+    except AssertionError:
+        torch_refuses = True
+    assert (violation is not None) == torch_refuses, violation
+
+
+@settings(max_examples=40, deadline=None)
+@given(momentum=st.sampled_from([0, 0.5, 1.5]), dampening=st.sampled_from([0, 0.1]),
+       nesterov=st.booleans())
+def test_sgd_nesterov_is_refused_exactly_when_torch_refuses(momentum, dampening, nesterov):
+    torch = pytest.importorskip("torch")
+    run = _run(optimizer="sgd", momentum=momentum,
+               **{"optim.dampening": dampening, "optim.nesterov": nesterov})
+    try:
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=momentum,
+                        dampening=dampening, nesterov=nesterov)
+        torch_refuses = False
+    except ValueError:
+        torch_refuses = True
+    assert (schema.check_run(run) is not None) == torch_refuses
+
+
+@pytest.mark.parametrize("optimizer", sorted(schema.OPTIMIZERS))
+def test_every_argument_an_optimizer_takes_is_accepted_and_no_other(optimizer):
+    taken = [a for a in schema.OPTIMIZER_ARGS[optimizer] if a not in schema.OWN_OPTIMIZER_ARGS]
+    for arg in taken:
+        violation = schema.check_run(_run(optimizer=optimizer, **{f"optim.{arg}": None}))
+        assert violation is None or "takes no argument" not in violation.message, violation
+    violation = schema.check_run(_run(optimizer=optimizer, **{"optim.not_an_argument": 1}))
+    if optimizer not in schema.UNTRAINABLE_OPTIMIZERS:
+        assert violation.message.startswith(f"optim.not_an_argument: {optimizer} (torch.optim.")
+        assert violation.names[0] == "optim.not_an_argument"
+
+
+@pytest.mark.parametrize("dataset", sorted(schema.DATASET_SHAPES))
+def test_given_normalisation_needs_one_number_per_channel_of_the_dataset(dataset):
+    channels = schema.DATASET_SHAPES[dataset][0][0]
+    per_channel = {"norm_mean": [0.5] * channels, "norm_std": [0.25] * channels}
+    assert schema.check_run(_run(dataset=dataset, normalize="given", **per_channel)) is None
+    for wrong in ({"norm_mean": [0.5] * (channels + 1)}, {"norm_std": []}):
+        violation = schema.check_run(_run(dataset=dataset, normalize="given",
+                                          **{**per_channel, **wrong}))
+        assert violation is not None and f"({channels} for dataset {dataset})" in violation.message
+    # the mean and std are only read for "given"
+    assert schema.check_run(_run(dataset=dataset, normalize="split")) is None
