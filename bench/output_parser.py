@@ -13,7 +13,8 @@ import time
 
 from gridrun.engine.report import OutputParser
 
-BAR = "\rEpoch 1:  50%|█████     | {n}/100000 [00:01<00:01, 45.2it/s, loss=0.312, acc=0.9]"
+BAR = ("\rEpoch 1:  50%|█████     | {n}/100000 [00:01<00:01, 45.2it/s, loss=0.312, "
+       "acc=0.9]")
 
 
 def main() -> None:

@@ -58,7 +58,8 @@ __all__ = [
     "AUGMENTATIONS", "MODELS", "DATASETS",
     "OPTIMIZER_ARGS", "SCHEDULER_ARGS", "OWN_OPTIMIZER_ARGS", "UNTRAINABLE_OPTIMIZERS",
     "NOT_OFFERED_SCHEDULERS", "DATASET_SHAPES", "REQUIRED", "Violation",
-    "lookup", "is_free", "check", "check_run", "defaults", "known_names", "describe",
+    "lookup", "is_free", "check", "check_run", "did_you_mean", "defaults", "known_names",
+    "describe",
 ]
 
 
@@ -574,7 +575,7 @@ def _optimizer_rules(run: dict) -> Violation | None:
         if arg not in taken:
             return Violation(
                 f"{key}: {name} (torch.optim.{OPTIMIZERS[name]}) takes no argument "
-                f"{_show(arg)}{_did_you_mean(arg, taken)}; it takes: {', '.join(taken)}",
+                f"{_show(arg)}{did_you_mean(arg, taken)}; it takes: {', '.join(taken)}",
                 (key, "optimizer"))
     if name == "sgd" and run.get("optim.nesterov") is True and (
             run["momentum"] <= 0 or run.get("optim.dampening", 0) != 0):
@@ -599,7 +600,7 @@ def _scheduler_rules(run: dict) -> Violation | None:
         if arg not in taken:
             return Violation(
                 f"{key}: {name} (torch.optim.lr_scheduler.{SCHEDULERS[name]}) takes no "
-                f"argument {_show(arg)}{_did_you_mean(arg, taken)}; it takes: "
+                f"argument {_show(arg)}{did_you_mean(arg, taken)}; it takes: "
                 f"{', '.join(taken)}", (key, "scheduler"))
     return None
 
@@ -673,8 +674,9 @@ def _group(run: dict, prefix: str) -> list[str]:
     return [key for key in run if key.startswith(prefix + ".")]
 
 
-def _did_you_mean(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+def did_you_mean(name: str, names) -> str:
+    """' (did you mean "x"?)' for the closest of `names`, or ""."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
