@@ -26,7 +26,6 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 }
 
 
-
 class MuonWithAdamW(Optimizer):
     """torch.optim.Muon takes 2-D parameters only, and is meant for the hidden layers' weight
     matrices (its docstring); this one optimizer steps Muon on those and AdamW on the rest

@@ -367,7 +367,8 @@ SECTIONS: tuple[tuple[str, tuple[Param, ...]], ...] = (
            "optim.* and are checked when the sweep is added. muon (torch.optim.Muon) takes "
            "only 2-D weights: it updates the 2-D weights of the hidden layers and AdamW "
            "(same lr and weight_decay, torch's other defaults) everything else, the class "
-           "layer included; optim.adjust_lr_fn = \"match_rms_adamw\" lets one lr suit both. "
+           "layer included; optim.adjust_lr_fn = \"match_rms_adamw\" lets one lr suit both, "
+           "and momentum is gridrun's (0 unless set; Muon's authors use 0.95). "
            "sparse_adam needs sparse gradients, which no built-in model has",
            choices=tuple(OPTIMIZERS)),
         _p("lr", "float", 1e-3,
