@@ -469,8 +469,9 @@ class _Builder:
         candidates = []
         for table in ("grid", "zip", "sample", "params"):
             section = self.data.get(table, {})
-            flat = flatten(section, keep=_looks_like_distribution) \
-                if isinstance(section, dict) else {}
+            # only [sample] holds distributions: `vit = { heads = [4] }` is a dotted name
+            keep = _looks_like_distribution if table == "sample" else (lambda v: False)
+            flat = flatten(section, keep=keep) if isinstance(section, dict) else {}
             if key in flat:
                 given = flat[key]
                 holds = given == value or (table in ("grid", "zip") and isinstance(given, list)
@@ -511,6 +512,26 @@ class _Builder:
                 checked.add(token)
                 if problem := schema.check(key, value):
                     raise self.error(f'"{key}": {problem}', *self.where(key, value))
+        self.check_run_rules(runs, schema)
+
+    def check_run_rules(self, runs: list[dict], schema) -> None:
+        """Rules between parameters (vit.width a multiple of vit.heads, optim.* arguments the
+        chosen optimizer takes, ...), on each run's values over the defaults, reported where
+        the file sets the value that breaks it: a varied value before a [params] one."""
+        defaults = schema.defaults()
+        checked: set[str] = set()
+        for run in runs:
+            token = canonical({k: v for k, v in run.items() if k != "seed"})
+            if token in checked:
+                continue
+            checked.add(token)
+            violation = schema.check_run({**defaults, **run})
+            if violation is None:
+                continue
+            places = [self.where(name, run[name]) for name in violation.names if name in run]
+            varied = [place for place in places if place[0] != "params"]
+            place = (varied or places or [("", None, 0)])[0]
+            raise self.error(violation.message, *place)
 
     def check_template(self, command: tuple[str, ...], names: list[str], runs: list[dict]
                        ) -> None:

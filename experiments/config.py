@@ -6,7 +6,6 @@ the keyword arguments of what they are handed to, by `check_kwargs`.
 """
 from __future__ import annotations
 
-import difflib
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -69,12 +68,14 @@ def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in given.items():
         problem = schema.check(name, value)
         if problem is not None and problem.startswith("unknown"):   # it names the parameter
-            problems.append(problem + _did_you_mean(name, schema.known_names()))
+            problems.append(problem + schema.did_you_mean(name, schema.known_names()))
         elif problem is not None:
             problems.append(f"{name}: {problem}")
         cfg[name] = list(value) if isinstance(value, tuple) else value
     if problems:
         raise TrainerError("; ".join(problems))
+    if violation := schema.check_run(cfg):     # what `gridrun queue add` refuses, by hand too
+        raise TrainerError(violation.message)
     return cfg
 
 
@@ -91,9 +92,5 @@ def check_kwargs(what: str, given: Mapping[str, Any], accepted: Iterable[str], p
         if name not in accepted:
             raise TrainerError(
                 f"{prefix}{name}: {what} takes no argument {name!r}"
-                f"{_did_you_mean(name, accepted)}; it takes: {', '.join(accepted) or 'none'}")
-
-
-def _did_you_mean(name: str, names: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+                f"{schema.did_you_mean(name, accepted)}; it takes: "
+                f"{', '.join(accepted) or 'none'}")

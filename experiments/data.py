@@ -155,6 +155,11 @@ def load(cfg: dict, device: torch.device) -> Data:
     train, test = _source(cfg, root)
     classes = (cfg["synthetic.classes"] if cfg["dataset"] == "synthetic"
                else int(train.y.max()) + 1)
+    expected = schema.DATASET_SHAPES.get(cfg["dataset"])
+    if expected is not None and (tuple(train.x.shape[1:]), classes) != expected:
+        # `gridrun queue add` checked the sweep against that table: it must hold what is loaded
+        raise TrainerError(f"dataset {cfg['dataset']} holds {tuple(train.x.shape[1:])} samples "
+                           f"of {classes} classes, but schema.DATASET_SHAPES says {expected}")
     train, val = _split(train, cfg["val_split"], cfg["split_seed"])
     train = train.first(cfg["limit_train"])
     if len(train) < 2:

@@ -70,10 +70,8 @@ class BasicBlock(nn.Module):
 
 def resnet(shape: Shape, classes: int, *, blocks: list[int], channels: list[int]) -> nn.Module:
     """CIFAR-style: a 3x3 stem, then stages of basic blocks, each after the first halving the
-    resolution; global average pooling and one linear layer."""
-    if len(blocks) != len(channels):
-        raise TrainerError(f"resnet.blocks has {len(blocks)} stages but resnet.channels has "
-                           f"{len(channels)}; give one channel count per stage")
+    resolution; global average pooling and one linear layer. (schema.check_run has made sure
+    of one channel count per stage, and of the ViT's width and patch below.)"""
     layers: list[nn.Module] = [nn.Conv2d(shape[0], channels[0], 3, 1, 1, bias=False),
                                nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True)]
     cin = channels[0]
@@ -91,10 +89,6 @@ class ViT(nn.Module):
                  heads: int, mlp_ratio: float, dropout: float):
         super().__init__()
         c, h, w = shape
-        if width % heads:
-            raise TrainerError(f"vit.width = {width} is not a multiple of vit.heads = {heads}")
-        if patch > min(h, w):
-            raise TrainerError(f"vit.patch = {patch} is larger than the {h}x{w} input")
         self.embed = nn.Conv2d(c, width, patch, stride=patch)
         tokens = (h // patch) * (w // patch) + 1
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
@@ -162,9 +156,6 @@ MODELS: dict[str, ModelInfo] = {
 assert set(MODELS) == set(schema.MODELS)
 
 
-def list_models() -> list[str]:
-    return list(MODELS)
-
 
 class InputAdapter(nn.Module):
     """What every model gets before its first layer: the size it asks for, three channels for
@@ -188,10 +179,6 @@ def create_model(cfg: dict, shape: Shape, classes: int) -> nn.Module:
     """A freshly initialised network for the run (torch's global RNG draws the weights)."""
     name = cfg["model"]
     info = MODELS[name]
-    if cfg["pretrained"] and not info.torchvision:
-        raise TrainerError(f"pretrained = true needs a torchvision model "
-                           f"({', '.join(_TORCHVISION_HEADS)}); model = {name!r} has no "
-                           "pretrained weights")
     size = cfg["input_size"]
     c, h, w = shape
     if info.torchvision:

@@ -20,8 +20,10 @@ Kinds (`Param.kind`), the whole set:
     str_list           a list of names, each one of `choices`, each at most once
     fraction_or_count  a float in [0, 1) (a fraction) or an integer >= 0 (a count)
 
-Free groups (`FREE_GROUPS`): any name under `optim.`, `sched.` or `aug.` is accepted here and
-checked by the trainer against the torch/torchvision signature it is passed to:
+Free groups (`FREE_GROUPS`): any name under `optim.`, `sched.` or `aug.` passes `check()`;
+`check_run()` then checks optim.* and sched.* against the chosen optimizer's and scheduler's
+arguments (`OPTIMIZER_ARGS`, `SCHEDULER_ARGS`: torch's signatures, kept equal by a test that
+enumerates torch), and the trainer checks aug.* against the torchvision transform:
 
     optim.<kwarg>          a keyword argument of the chosen torch.optim optimizer
                            (optim.betas = [0.9, 0.999], optim.eps, optim.nesterov, optim.alpha,
@@ -34,6 +36,13 @@ checked by the trainer against the torch/torchvision signature it is passed to:
 
 `OPTIMIZERS`, `SCHEDULERS` and `AUGMENTATIONS` map each allowed name to the torch / torchvision
 class it stands for, so the trainer needs no second table.
+
+Rules between parameters (`check_run`): a run's resolved values (its values over the defaults)
+must also keep the rules torch or the trainer would enforce only when the run starts: vit.width
+a multiple of vit.heads, one resnet.channels entry per resnet.blocks entry, norm_mean and
+norm_std with one number per channel for normalize = "given", optim.* / sched.* arguments the
+chosen class takes, an optimizer that can train the model, and so on. `gridrun queue add`
+applies them to every run of a sweep; the trainer to the run it is given.
 """
 from __future__ import annotations
 
@@ -47,7 +56,10 @@ from dataclasses import dataclass
 __all__ = [
     "Param", "PARAMS", "FREE_GROUPS", "KINDS", "SECTIONS", "OPTIMIZERS", "SCHEDULERS",
     "AUGMENTATIONS", "MODELS", "DATASETS",
-    "lookup", "is_free", "check", "defaults", "known_names", "describe",
+    "OPTIMIZER_ARGS", "SCHEDULER_ARGS", "OWN_OPTIMIZER_ARGS", "UNTRAINABLE_OPTIMIZERS",
+    "NOT_OFFERED_SCHEDULERS", "DATASET_SHAPES", "REQUIRED", "Violation",
+    "lookup", "is_free", "check", "check_run", "did_you_mean", "defaults", "known_names",
+    "describe",
 ]
 
 
@@ -110,7 +122,8 @@ OPTIMIZERS: dict[str, str] = {   # lower-case name -> torch.optim class
     "rprop": "Rprop",
     "lbfgs": "LBFGS",
     "sparse_adam": "SparseAdam",
-    "adafactor": "Adafactor",     # torch >= 2.5
+    "adafactor": "Adafactor",
+    "muon": "Muon",             # 2-D weights only: the trainer gives the rest to AdamW
 }
 SCHEDULERS: dict[str, str | None] = {   # name -> torch.optim.lr_scheduler class
     "none": None,
@@ -118,9 +131,114 @@ SCHEDULERS: dict[str, str | None] = {   # name -> torch.optim.lr_scheduler class
     "multistep": "MultiStepLR",
     "exponential": "ExponentialLR",
     "cosine": "CosineAnnealingLR",
+    "cosine_restarts": "CosineAnnealingWarmRestarts",
     "plateau": "ReduceLROnPlateau",
     "cyclic": "CyclicLR",
     "onecycle": "OneCycleLR",
+    "constant": "ConstantLR",
+    "linear": "LinearLR",
+    "polynomial": "PolynomialLR",
+}
+# torch.optim.lr_scheduler classes a TOML file cannot drive, and why (tests/test_schema.py
+# enumerates torch: every scheduler class is in SCHEDULERS or here)
+NOT_OFFERED_SCHEDULERS: dict[str, str] = {
+    "LambdaLR": "takes a Python function",
+    "MultiplicativeLR": "takes a Python function",
+    "SequentialLR": "chains other scheduler objects",
+    "ChainedScheduler": "chains other scheduler objects",
+}
+
+
+class _Required:
+    """The default of an argument torch requires (the trainer fills it to fit the run)."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+# Each optimizer's and scheduler's keyword arguments with torch's defaults, as
+# inspect.signature gives them for the installed torch (tests/test_schema.py compares), without
+# `params` / `optimizer`. They let `gridrun queue add` refuse an optim.* or sched.* argument
+# without importing torch.
+OPTIMIZER_ARGS: dict[str, dict[str, object]] = {
+    "sgd": {"lr": 0.001, "momentum": 0, "dampening": 0, "weight_decay": 0, "nesterov": False,
+            "maximize": False, "foreach": None, "differentiable": False, "fused": None},
+    "adam": {"lr": 0.001, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0,
+             "amsgrad": False, "foreach": None, "maximize": False, "capturable": False,
+             "differentiable": False, "fused": None, "decoupled_weight_decay": False},
+    "adamw": {"lr": 0.001, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0.01,
+              "amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+              "differentiable": False, "fused": None},
+    "adamax": {"lr": 0.002, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0,
+               "foreach": None, "maximize": False, "differentiable": False, "capturable": False},
+    "adagrad": {"lr": 0.01, "lr_decay": 0, "weight_decay": 0, "initial_accumulator_value": 0,
+                "eps": 1e-10, "foreach": None, "maximize": False, "differentiable": False,
+                "fused": None},
+    "adadelta": {"lr": 1.0, "rho": 0.9, "eps": 1e-06, "weight_decay": 0, "foreach": None,
+                 "capturable": False, "maximize": False, "differentiable": False},
+    "asgd": {"lr": 0.01, "lambd": 0.0001, "alpha": 0.75, "t0": 1000000.0, "weight_decay": 0,
+             "foreach": None, "maximize": False, "differentiable": False, "capturable": False},
+    "nadam": {"lr": 0.002, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0,
+              "momentum_decay": 0.004, "decoupled_weight_decay": False, "foreach": None,
+              "maximize": False, "capturable": False, "differentiable": False},
+    "radam": {"lr": 0.001, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0,
+              "decoupled_weight_decay": False, "foreach": None, "maximize": False,
+              "capturable": False, "differentiable": False},
+    "rmsprop": {"lr": 0.01, "alpha": 0.99, "eps": 1e-08, "weight_decay": 0, "momentum": 0,
+                "centered": False, "capturable": False, "foreach": None, "maximize": False,
+                "differentiable": False},
+    "rprop": {"lr": 0.01, "etas": (0.5, 1.2), "step_sizes": (1e-06, 50), "capturable": False,
+              "foreach": None, "maximize": False, "differentiable": False},
+    "lbfgs": {"lr": 1, "max_iter": 20, "max_eval": None, "tolerance_grad": 1e-07,
+              "tolerance_change": 1e-09, "history_size": 100, "line_search_fn": None,
+              "maximize": False},
+    "sparse_adam": {"lr": 0.001, "betas": (0.9, 0.999), "eps": 1e-08, "maximize": False},
+    "adafactor": {"lr": 0.01, "beta2_decay": -0.8, "eps": (None, 0.001), "d": 1.0,
+                  "weight_decay": 0.0, "foreach": None, "maximize": False},
+    "muon": {"lr": 0.001, "weight_decay": 0.1, "momentum": 0.95, "nesterov": True,
+             "ns_coefficients": (3.4445, -4.775, 2.0315), "eps": 1e-07, "ns_steps": 5,
+             "adjust_lr_fn": None},
+}
+SCHEDULER_ARGS: dict[str, dict[str, object]] = {
+    "step": {"step_size": REQUIRED, "gamma": 0.1, "last_epoch": -1},
+    "multistep": {"milestones": REQUIRED, "gamma": 0.1, "last_epoch": -1},
+    "exponential": {"gamma": REQUIRED, "last_epoch": -1},
+    "cosine": {"T_max": REQUIRED, "eta_min": 0.0, "last_epoch": -1},
+    "cosine_restarts": {"T_0": REQUIRED, "T_mult": 1, "eta_min": 0.0, "last_epoch": -1},
+    "plateau": {"mode": "min", "factor": 0.1, "patience": 10, "threshold": 0.0001,
+                "threshold_mode": "rel", "cooldown": 0, "min_lr": 0, "eps": 1e-08},
+    "cyclic": {"base_lr": REQUIRED, "max_lr": REQUIRED, "step_size_up": 2000,
+               "step_size_down": None, "mode": "triangular", "gamma": 1.0, "scale_fn": None,
+               "scale_mode": "cycle", "cycle_momentum": True, "base_momentum": 0.8,
+               "max_momentum": 0.9, "last_epoch": -1},
+    "onecycle": {"max_lr": REQUIRED, "total_steps": None, "epochs": None,
+                 "steps_per_epoch": None, "pct_start": 0.3, "anneal_strategy": "cos",
+                 "cycle_momentum": True, "base_momentum": 0.85, "max_momentum": 0.95,
+                 "div_factor": 25.0, "final_div_factor": 10000.0, "three_phase": False,
+                 "last_epoch": -1},
+    "constant": {"factor": 0.3333333333333333, "total_iters": 5, "last_epoch": -1},
+    "linear": {"start_factor": 0.3333333333333333, "end_factor": 1.0, "total_iters": 5,
+               "last_epoch": -1},
+    "polynomial": {"total_iters": 5, "power": 1.0, "last_epoch": -1},
+}
+# Set by `lr`, `weight_decay` and `momentum`, never as optim.<name>
+OWN_OPTIMIZER_ARGS = ("lr", "weight_decay", "momentum")
+# Optimizers torch has that cannot train the built-in models (all dense), and why
+UNTRAINABLE_OPTIMIZERS: dict[str, str] = {
+    "sparse_adam": "optimizer sparse_adam (torch.optim.SparseAdam) needs sparse gradients, "
+                   "which only nn.Embedding(sparse=True) gives; model {model} has dense "
+                   "gradients only",
+}
+# Each dataset's sample shape [channels, height, width] and class count (synthetic: its own
+# synthetic.shape and synthetic.classes); experiments/data.py checks each dataset it loads
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+    "digits": ((1, 8, 8), 10),
 }
 AUGMENTATIONS: dict[str, str] = {   # name -> the torchvision transform whose arguments aug.<name>.* takes
     "hflip": "RandomHorizontalFlip",
@@ -134,11 +252,12 @@ AUGMENTATIONS: dict[str, str] = {   # name -> the torchvision transform whose ar
 FREE_GROUPS: dict[str, str] = {
     "optim": "other keyword arguments of the chosen optimizer, by torch's names (optim.betas = "
              "[0.9, 0.999], optim.eps, optim.nesterov, optim.alpha, optim.centered, optim.lr_decay, "
-             "...); checked against the optimizer's signature by the trainer",
+             "...); checked against the optimizer's arguments when the sweep is added",
     "sched": "keyword arguments of the chosen scheduler, by torch's names (sched.step_size, "
              "sched.gamma, sched.milestones, sched.T_max, sched.eta_min, sched.factor, "
              "sched.patience, sched.max_lr, sched.base_lr, sched.step_size_up, sched.pct_start, "
-             "...); counted in epochs or steps as sched_interval says",
+             "...); counted in epochs or steps as sched_interval says; checked against the "
+             "scheduler's arguments when the sweep is added",
     "aug": "arguments of one augmentation as aug.<name>.<arg>, by the torchvision transform's "
            "names (aug.hflip.p = 0.5, aug.crop.padding = 4, aug.rotation.degrees = 10 or [60, 90], "
            "aug.affine.degrees / .translate / .scale / .shear, aug.color_jitter.brightness / "
@@ -245,21 +364,30 @@ SECTIONS: tuple[tuple[str, tuple[Param, ...]], ...] = (
     ("optimizer", (
         _p("optimizer", "str", "adam",
            "any torch.optim optimizer by lower-case name; other keyword arguments go under "
-           "optim.*",
+           "optim.* and are checked when the sweep is added. muon (torch.optim.Muon) takes "
+           "only 2-D weights: it updates the 2-D weights of the hidden layers and AdamW "
+           "(same lr and weight_decay, torch's other defaults) everything else, the class "
+           "layer included; optim.adjust_lr_fn = \"match_rms_adamw\" lets one lr suit both, "
+           "and momentum is gridrun's (0 unless set; Muon's authors use 0.95). "
+           "sparse_adam needs sparse gradients, which no built-in model has",
            choices=tuple(OPTIMIZERS)),
-        _p("lr", "float", 1e-3, "learning rate (the scheduler's starting point)",
-           min=0, min_exclusive=True),
+        _p("lr", "float", 1e-3,
+           "learning rate (the scheduler's starting point); 0 is allowed, as in torch: a "
+           "control run whose weights never move", min=0),
         _p("weight_decay", "float", 0.0,
            "the optimizer's weight_decay (L2 penalty; decoupled for adamw); ignored with a "
            "warning by optimizers that take none", min=0),
         _p("momentum", "float", 0.0,
-           "the optimizer's momentum (sgd, rmsprop); ignored with a warning by optimizers that "
-           "take none", min=0, max=1),
+           "the optimizer's momentum (sgd, rmsprop, muon); ignored with a warning by optimizers "
+           "that take none. Like torch, any value >= 0 (above 1 it diverges, which a run "
+           "reports)", min=0),
     )),
     ("scheduler", (
         _p("scheduler", "str", "none",
            "learning-rate schedule (torch.optim.lr_scheduler); its arguments go under sched.*, "
-           "unset ones get defaults that fit the run (cosine's T_max = the run's length)",
+           "unset ones get defaults that fit the run (cosine's T_max and polynomial's "
+           "total_iters = the run's length, cosine_restarts' T_0 = half of it); constant and "
+           "linear keep torch's defaults",
            choices=tuple(SCHEDULERS)),
         _p("sched_interval", "str", "auto",
            "when the scheduler steps, and so what its counts (step_size, T_max, milestones) "
@@ -324,12 +452,15 @@ _ALIASES: dict[str, dict[str, str]] = {
               "efficientnet": "efficientnet_v2_s", "efficientnetv2": "efficientnet_v2_s",
               "convnet": "cnn", "conv": "cnn", "transformer": "vit", "resnet20": "resnet",
               "perceptron": "mlp"},
-    "optimizer": {"l_bfgs": "lbfgs", "adamweightdecay": "adamw"},
+    "optimizer": {"l_bfgs": "lbfgs", "adamweightdecay": "adamw", "sparseadam": "sparse_adam"},
     "scheduler": {"steplr": "step", "multisteplr": "multistep", "exponentiallr": "exponential",
                   "exp": "exponential", "cosineannealinglr": "cosine",
                   "cosineannealing": "cosine", "reducelronplateau": "plateau",
                   "reduceonplateau": "plateau", "cycliclr": "cyclic", "onecyclelr": "onecycle",
-                  "constant": "none", "off": "none", "false": "none", "no": "none"},
+                  "cosineannealingwarmrestarts": "cosine_restarts",
+                  "warmrestarts": "cosine_restarts", "sgdr": "cosine_restarts",
+                  "poly": "polynomial", "warmup": "linear",
+                  "off": "none", "false": "none", "no": "none"},
     "sched_interval": {"batch": "step", "iteration": "step", "iterations": "step",
                        "iter": "step", "steps": "step", "epochs": "epoch"},
     "device": {"gpu": "cuda"},
@@ -405,11 +536,149 @@ def describe(width: int = 100) -> str:
             out.extend(textwrap.wrap(p.help, width, initial_indent=" " * 6,
                                      subsequent_indent=" " * 6))
         out.append("")
-    out.append("free groups (any name below them; checked by the trainer)")
+    out.extend(textwrap.wrap("free groups (any name below them; optim.* and sched.* checked "
+                             "against the chosen class's arguments, aug.* by the trainer)",
+                             width))
     for group, text in FREE_GROUPS.items():
         out.append(f"  {group + '.*'}")
         out.extend(textwrap.wrap(text, width, initial_indent=" " * 6, subsequent_indent=" " * 6))
     return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A rule between parameters that one run breaks. `names` are the parameters involved, the
+    one to point at first (a sweep file is read at the first of them that it sets)."""
+    message: str
+    names: tuple[str, ...]
+
+
+def check_run(params: dict[str, object]) -> Violation | None:
+    """The first rule between parameters that a run breaks, or None. `params` are the run's
+    values over the defaults, each already accepted by check(). Each rule is one torch (or the
+    trainer) would enforce only when the run starts."""
+    for rule in _RUN_RULES:
+        if violation := rule(params):
+            return violation
+    return None
+
+
+def _optimizer_rules(run: dict) -> Violation | None:
+    name = run["optimizer"]
+    if name in UNTRAINABLE_OPTIMIZERS:
+        return Violation(UNTRAINABLE_OPTIMIZERS[name].format(model=run["model"])
+                         + "; use adam", ("optimizer",))
+    taken = [a for a in OPTIMIZER_ARGS[name] if a not in OWN_OPTIMIZER_ARGS]
+    for key in _group(run, "optim"):
+        arg = key[len("optim."):]
+        if arg in OWN_OPTIMIZER_ARGS:
+            return Violation(f"{key}: set `{arg}` itself, not {key}", (key,))
+        if arg not in taken:
+            return Violation(
+                f"{key}: {name} (torch.optim.{OPTIMIZERS[name]}) takes no argument "
+                f"{_show(arg)}{did_you_mean(arg, taken)}; it takes: {', '.join(taken)}",
+                (key, "optimizer"))
+    if name == "sgd" and run.get("optim.nesterov") is True and (
+            run["momentum"] <= 0 or run.get("optim.dampening", 0) != 0):
+        return Violation("optim.nesterov = true: sgd's Nesterov momentum needs momentum > 0 "
+                         "and optim.dampening = 0", ("momentum", "optim.nesterov",
+                                                      "optim.dampening"))
+    return None
+
+
+def _scheduler_rules(run: dict) -> Violation | None:
+    name = run["scheduler"]
+    given = _group(run, "sched")
+    if name == "none" and given:
+        return Violation(f'{given[0]}: scheduler = "none" takes no arguments',
+                         (given[0], "scheduler"))
+    if name == "plateau" and run["sched_interval"] == "step":
+        return Violation('scheduler = "plateau" watches a metric once per epoch; use '
+                         'sched_interval = "epoch" (or "auto")', ("sched_interval", "scheduler"))
+    taken = list(SCHEDULER_ARGS.get(name, ()))
+    for key in given:
+        arg = key[len("sched."):]
+        if arg not in taken:
+            return Violation(
+                f"{key}: {name} (torch.optim.lr_scheduler.{SCHEDULERS[name]}) takes no "
+                f"argument {_show(arg)}{did_you_mean(arg, taken)}; it takes: "
+                f"{', '.join(taken)}", (key, "scheduler"))
+    return None
+
+
+def _input_shape(run: dict) -> tuple[int, int, int]:
+    """[channels, height, width] of the run's samples as the dataset gives them."""
+    if run["dataset"] == "synthetic":
+        return tuple(run["synthetic.shape"])
+    return DATASET_SHAPES[run["dataset"]][0]
+
+
+def _model_rules(run: dict) -> Violation | None:
+    model = run["model"]
+    if run["pretrained"] and not MODELS[model].startswith("torchvision."):
+        offered = ", ".join(m for m, what in MODELS.items() if what.startswith("torchvision."))
+        return Violation(f"pretrained = true needs a torchvision model ({offered}); model = "
+                         f"{_show(model)} has no pretrained weights", ("pretrained", "model"))
+    if model == "resnet" and len(run["resnet.blocks"]) != len(run["resnet.channels"]):
+        blocks, channels = run["resnet.blocks"], run["resnet.channels"]
+        return Violation(f"resnet.blocks has {len(blocks)} stages but resnet.channels has "
+                         f"{len(channels)} entries; give one channel count per stage",
+                         ("resnet.channels", "resnet.blocks", "model"))
+    if model == "vit":
+        width, heads, patch = run["vit.width"], run["vit.heads"], run["vit.patch"]
+        if width % heads:
+            return Violation(f"vit.width = {width} is not a multiple of vit.heads = {heads}",
+                             ("vit.width", "vit.heads", "model"))
+        _, h, w = _input_shape(run)
+        side = run["input_size"] or min(h, w)
+        if patch > side:
+            return Violation(f"vit.patch = {patch} is larger than the {side}x{side} input",
+                             ("vit.patch", "input_size", "dataset", "model"))
+    return None
+
+
+def _normalize_rules(run: dict) -> Violation | None:
+    if run["normalize"] != "given":
+        return None
+    channels = _input_shape(run)[0]
+    mean, std = run["norm_mean"], run["norm_std"]
+    if len(mean) != channels or len(std) != channels:
+        return Violation(
+            f'normalize = "given" needs norm_mean and norm_std with one number per channel '
+            f"({channels} for dataset {run['dataset']}); got {len(mean)} and {len(std)}",
+            ("norm_mean", "norm_std", "normalize", "dataset"))
+    return None
+
+
+def _early_stop_rules(run: dict) -> Violation | None:
+    if not run["early_stop.patience"]:
+        return None
+    metric = run["early_stop.metric"]
+    if metric.startswith("val_") and run["val_split"] == 0:
+        return Violation(f"early_stop.metric = {_show(metric)} needs a validation set; set "
+                         "val_split above 0 or watch train_loss",
+                         ("early_stop.metric", "val_split", "early_stop.patience"))
+    classes = (run["synthetic.classes"] if run["dataset"] == "synthetic"
+               else DATASET_SHAPES[run["dataset"]][1])
+    if metric.endswith("top5") and classes < 100:
+        return Violation(f"early_stop.metric = {_show(metric)} is reported for 100 classes or "
+                         f"more only; dataset {run['dataset']} has {classes}",
+                         ("early_stop.metric", "dataset"))
+    return None
+
+
+_RUN_RULES = (_optimizer_rules, _scheduler_rules, _model_rules, _normalize_rules,
+              _early_stop_rules)
+
+
+def _group(run: dict, prefix: str) -> list[str]:
+    return [key for key in run if key.startswith(prefix + ".")]
+
+
+def did_you_mean(name: str, names) -> str:
+    """' (did you mean "x"?)' for the closest of `names`, or ""."""
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
 
 
 # ---------------------------------------------------------------------------------------------

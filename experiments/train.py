@@ -92,7 +92,7 @@ def train(cfg: dict, run_dir: Path) -> tuple[list[dict], dict]:
     model = create_model(cfg, data.shape, data.classes).to(device)
     forward = torch.compile(model) if cfg["compile"] else model
     plan = Plan.of(cfg, len(data.train))
-    optimizer = create_optimizer(cfg["optimizer"], model.parameters(), lr=cfg["lr"],
+    optimizer = create_optimizer(cfg["optimizer"], model, lr=cfg["lr"],
                                  weight_decay=cfg["weight_decay"], momentum=cfg["momentum"],
                                  extra=group(cfg, "optim"))
     interval = _interval(cfg)
@@ -231,9 +231,6 @@ def _interval(cfg: dict) -> str:
     interval = cfg["sched_interval"]
     if interval == "auto":
         interval = "step" if cfg["scheduler"] in STEP_SCHEDULERS else "epoch"
-    if interval == "step" and cfg["scheduler"] == "plateau":
-        raise TrainerError('scheduler = "plateau" watches a metric once per epoch; use '
-                           'sched_interval = "epoch" (or "auto")')
     return interval
 
 

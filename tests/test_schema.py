@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gridrun.experiments import schema
-from gridrun.experiments.schema import PARAMS, Param, check, is_free, lookup
+from gridrun.experiments.schema import PARAMS, check, is_free, lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,14 +39,6 @@ def test_import_in_a_fresh_interpreter_loads_no_torch_and_nothing_outside_the_st
 
 
 # --- the table itself ---------------------------------------------------------------------------
-
-def test_param_keeps_the_engines_positional_fields():
-    p = Param("x", "int", 1, "help", None, 0, 10)
-    assert (p.name, p.kind, p.default, p.help, p.choices, p.min, p.max) == (
-        "x", "int", 1, "help", None, 0, 10)
-    with pytest.raises(Exception):
-        p.name = "y"   # frozen
-
 
 def test_every_param_is_well_formed():
     for name, p in PARAMS.items():
@@ -115,25 +107,76 @@ def test_every_parameter_issue_3_asks_for_exists():
     ("augment", {"hflip", "crop", "rotation", "affine", "color_jitter", "random_erasing"}),
     ("model", {"mlp", "cnn", "resnet", "vit", "resnet18", "mobilenet_v2", "mobilenet_v3_small",
                "efficientnet_v2_s"}),
-    ("scheduler", {"none", "step", "multistep", "exponential", "cosine", "plateau", "cyclic",
-                   "onecycle"}),
     ("sched_interval", {"auto", "epoch", "step"}),
 ])
 def test_choices_are_the_issues(name, expected):
     assert set(PARAMS[name].choices) == expected
 
 
-def test_every_torch_optimizer_by_lower_case_name():
-    wanted = {"sgd", "adam", "adamw", "adamax", "adagrad", "adadelta", "asgd", "nadam", "radam",
-              "rmsprop", "rprop", "lbfgs", "sparse_adam"}
-    assert wanted <= set(PARAMS["optimizer"].choices)
-    assert set(PARAMS["optimizer"].choices) == set(schema.OPTIMIZERS)
-    for name, cls in schema.OPTIMIZERS.items():   # the torch class each name stands for
-        assert _squash(name) == _squash(cls)
-    assert set(schema.SCHEDULERS) == set(PARAMS["scheduler"].choices)
+def test_every_choice_list_is_its_table():
+    assert set(schema.OPTIMIZERS) == set(PARAMS["optimizer"].choices) == set(
+        schema.OPTIMIZER_ARGS)
+    assert set(schema.SCHEDULERS) == set(PARAMS["scheduler"].choices) == set(
+        schema.SCHEDULER_ARGS) | {"none"}
     assert set(schema.AUGMENTATIONS) == set(PARAMS["augment"].choices)
     assert set(schema.MODELS) == set(PARAMS["model"].choices)
-    assert set(schema.DATASETS) == set(PARAMS["dataset"].choices)
+    assert set(schema.DATASETS) == set(PARAMS["dataset"].choices) == set(
+        schema.DATASET_SHAPES) | {"synthetic"}
+
+
+def _torch_classes(module, base) -> dict[str, type]:
+    """The public classes of a torch module that are `base` or below it, base itself left out."""
+    return {name: obj for name, obj in vars(module).items()
+            if isinstance(obj, type) and issubclass(obj, base) and obj is not base
+            and not name.startswith("_")}
+
+
+def _torch_args(cls, skip: str) -> dict[str, object]:
+    """cls's keyword arguments and defaults as inspect.signature gives them, in the schema's
+    spelling (REQUIRED where torch has no default)."""
+    import inspect
+    return {name: schema.REQUIRED if p.default is inspect.Parameter.empty else p.default
+            for name, p in inspect.signature(cls.__init__).parameters.items()
+            if name not in ("self", skip)}
+
+
+def test_every_torch_optimizer_is_offered_with_torchs_own_arguments_and_defaults():
+    torch = pytest.importorskip("torch")
+    found = _torch_classes(torch.optim, torch.optim.Optimizer)
+    assert set(found) == set(schema.OPTIMIZERS.values()), "torch.optim and the schema differ"
+    for name, cls_name in schema.OPTIMIZERS.items():
+        assert name == re.sub(r"(?<=[a-z])(?=[A-Z])", "_", cls_name).lower() or (
+            _squash(name) == _squash(cls_name)), name
+        assert schema.OPTIMIZER_ARGS[name] == _torch_args(found[cls_name], "params"), name
+        assert list(schema.OPTIMIZER_ARGS[name]) == list(_torch_args(found[cls_name], "params"))
+
+
+def test_every_torch_scheduler_is_offered_with_torchs_arguments_or_said_why_not():
+    torch = pytest.importorskip("torch")
+    lr_scheduler = torch.optim.lr_scheduler
+    found = _torch_classes(lr_scheduler, lr_scheduler.LRScheduler)
+    offered = {cls for cls in schema.SCHEDULERS.values() if cls is not None}
+    assert not offered & set(schema.NOT_OFFERED_SCHEDULERS)
+    assert set(found) == offered | set(schema.NOT_OFFERED_SCHEDULERS)
+    for name, cls_name in schema.SCHEDULERS.items():
+        if cls_name is not None:
+            assert schema.SCHEDULER_ARGS[name] == _torch_args(found[cls_name], "optimizer"), name
+
+
+def test_the_parameters_ranges_are_torchs():
+    """lr = 0 (a control run) and momentum above 1 are accepted, as torch accepts them; what
+    torch refuses (negative values) is refused here too."""
+    torch = pytest.importorskip("torch")
+    weight = [torch.nn.Parameter(torch.zeros(2, 2))]
+    for value in (0, 0.0, 1.5, 10):
+        torch.optim.SGD(weight, lr=value, momentum=value)       # torch takes them ...
+        torch.optim.RMSprop(weight, lr=value, momentum=value)
+        assert check("lr", value) is None and check("momentum", value) is None   # ... so do we
+    for value in (-1e-9, -1):
+        for name in ("lr", "momentum", "weight_decay"):
+            with pytest.raises(ValueError):
+                torch.optim.SGD(weight, **{"lr": 0.1, name: value})
+            assert check(name, value) is not None, name
 
 
 def _squash(s):
@@ -145,11 +188,11 @@ def _squash(s):
 GOOD = [
     ("batch_size", 1), ("batch_size", 128), ("epochs", 300), ("iterations", 32000),
     ("seed", 0), ("seed", 2**32 - 1), ("limit_train", 0),
-    ("lr", 1e-5), ("lr", 0.5), ("lr", 1), ("weight_decay", 0), ("weight_decay", 5e-4),
-    ("momentum", 0.9), ("momentum", 1), ("mlp.dropout", 0.5), ("label_smoothing", 0.1),
+    ("lr", 1e-5), ("lr", 0.5), ("lr", 1), ("lr", 0), ("weight_decay", 0),
+    ("weight_decay", 5e-4), ("momentum", 0.9), ("momentum", 1), ("momentum", 1.5), ("mlp.dropout", 0.5), ("label_smoothing", 0.1),
     ("mixup_alpha", 0.2), ("vit.mlp_ratio", 4),
     ("amp", True), ("compile", False),
-    ("optimizer", "asgd"), ("optimizer", "sparse_adam"), ("scheduler", "onecycle"),
+    ("optimizer", "asgd"), ("optimizer", "muon"), ("scheduler", "onecycle"),
     ("data_dir", "/data/torchvision"), ("data_dir", "data"),
     ("mlp.hidden", [1500, 500, 100]), ("mlp.hidden", []), ("mlp.hidden", (2048, 16)),
     ("resnet.blocks", [3, 6, 4, 3]), ("synthetic.shape", [1, 28, 28]),
@@ -182,15 +225,15 @@ BAD = [
     ("seed", 2**32, "expected an integer between 0 and 4294967295, got 4294967296"),
     ("seed", None, "expected an integer between 0 and 4294967295, got nothing"),
     # float: ints are numbers, bools, text, nan and inf are not
-    ("lr", "fast", 'expected a number > 0, got "fast"'),
-    ("lr", 0, "expected a number > 0, got 0"),
-    ("lr", -0.1, "expected a number > 0, got -0.1"),
-    ("lr", False, "expected a number > 0, got false"),
-    ("lr", float("nan"), "expected a number > 0, got nan"),
-    ("lr", float("inf"), "expected a number > 0, got inf"),
+    ("lr", "fast", 'expected a number >= 0, got "fast"'),
+    ("lr", -0.1, "expected a number >= 0, got -0.1"),
+    ("lr", False, "expected a number >= 0, got false"),
+    ("lr", float("nan"), "expected a number >= 0, got nan"),
+    ("lr", float("inf"), "expected a number >= 0, got inf"),
+    ("vit.mlp_ratio", 0, "expected a number > 0, got 0"),
     ("weight_decay", -1e-4, "expected a number >= 0, got -0.0001"),
     ("mlp.dropout", 1.5, "expected a number between 0 and 1, got 1.5"),
-    ("momentum", [0.9], "expected a number between 0 and 1, got [0.9]"),
+    ("momentum", [0.9], "expected a number >= 0, got [0.9]"),
     # bool
     ("amp", 1, "expected true or false, got 1"),
     ("amp", "yes", 'expected true or false, got "yes"'),
@@ -237,7 +280,9 @@ AUGMENTS = ", ".join(f'"{a}"' for a in PARAMS["augment"].choices)
     ("scheduler", "ReduceLROnPlateau", "plateau"),
     ("scheduler", "OneCycleLR", "onecycle"),
     ("scheduler", "CyclicLR", "cyclic"),
-    ("scheduler", "constant", "none"),
+    ("scheduler", "ConstantLR", "constant"),
+    ("scheduler", "CosineAnnealingWarmRestarts", "cosine_restarts"),
+    ("scheduler", "off", "none"),
     ("dataset", "cifar-10", "cifar10"),
     ("dataset", "CIFAR100", "cifar100"),
     ("dataset", "FashionMNIST", "fashion_mnist"),
@@ -401,3 +446,67 @@ def test_message_numbers_read_like_toml():
     assert schema._show(1e-4) == "0.0001" and schema._show(True) == "true"
     assert schema._show("a\"b") == '"a\\"b"' and schema._show([1, "x"]) == '[1, "x"]'
     assert schema._show(-math.inf) == "-inf"
+
+
+# --- rules between parameters agree with torch --------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _run(**values) -> dict:
+    return {**schema.defaults(), **values}
+
+
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(1, 96), heads=st.integers(1, 12))
+def test_vit_width_and_heads_are_refused_exactly_when_torch_refuses(width, heads):
+    torch = pytest.importorskip("torch")
+    violation = schema.check_run(_run(model="vit", **{"vit.width": width, "vit.heads": heads}))
+    try:
+        torch.nn.MultiheadAttention(width, heads)
+        torch_refuses = False
+    except AssertionError:
+        torch_refuses = True
+    assert (violation is not None) == torch_refuses, violation
+
+
+@settings(max_examples=40, deadline=None)
+@given(momentum=st.sampled_from([0, 0.5, 1.5]), dampening=st.sampled_from([0, 0.1]),
+       nesterov=st.booleans())
+def test_sgd_nesterov_is_refused_exactly_when_torch_refuses(momentum, dampening, nesterov):
+    torch = pytest.importorskip("torch")
+    run = _run(optimizer="sgd", momentum=momentum,
+               **{"optim.dampening": dampening, "optim.nesterov": nesterov})
+    try:
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=momentum,
+                        dampening=dampening, nesterov=nesterov)
+        torch_refuses = False
+    except ValueError:
+        torch_refuses = True
+    assert (schema.check_run(run) is not None) == torch_refuses
+
+
+@pytest.mark.parametrize("optimizer", sorted(schema.OPTIMIZERS))
+def test_every_argument_an_optimizer_takes_is_accepted_and_no_other(optimizer):
+    taken = [a for a in schema.OPTIMIZER_ARGS[optimizer] if a not in schema.OWN_OPTIMIZER_ARGS]
+    for arg in taken:
+        violation = schema.check_run(_run(optimizer=optimizer, **{f"optim.{arg}": None}))
+        assert violation is None or "takes no argument" not in violation.message, violation
+    violation = schema.check_run(_run(optimizer=optimizer, **{"optim.not_an_argument": 1}))
+    if optimizer not in schema.UNTRAINABLE_OPTIMIZERS:
+        assert violation.message.startswith(f"optim.not_an_argument: {optimizer} (torch.optim.")
+        assert violation.names[0] == "optim.not_an_argument"
+
+
+@pytest.mark.parametrize("dataset", sorted(schema.DATASET_SHAPES))
+def test_given_normalisation_needs_one_number_per_channel_of_the_dataset(dataset):
+    channels = schema.DATASET_SHAPES[dataset][0][0]
+    per_channel = {"norm_mean": [0.5] * channels, "norm_std": [0.25] * channels}
+    assert schema.check_run(_run(dataset=dataset, normalize="given", **per_channel)) is None
+    for wrong in ({"norm_mean": [0.5] * (channels + 1)}, {"norm_std": []}):
+        violation = schema.check_run(_run(dataset=dataset, normalize="given",
+                                          **{**per_channel, **wrong}))
+        assert violation is not None and f"({channels} for dataset {dataset})" in violation.message
+    # the mean and std are only read for "given"
+    assert schema.check_run(_run(dataset=dataset, normalize="split")) is None

@@ -427,19 +427,17 @@ def test_reader_in_another_process_is_not_blocked_by_a_writer(tmp_path, begin):
     holder.execute(f"BEGIN {begin}")
     holder.execute("UPDATE runs SET status = 'failed'")  # not committed
     try:
-        t0 = time.monotonic()
         reader = store_proc(home, """
             print(json.dumps([store.counts(), [r.status for r in store.runs()], len(store.sweeps())]))
         """)
         out, err = reader.communicate(timeout=30)
-        elapsed = time.monotonic() - t0
+        # a blocked reader fails with "database is locked" once the busy timeout is spent
         assert reader.returncode == 0, err
         counts, statuses, n_sweeps = json.loads(out)
         # WAL: the reader sees the last committed state, at once
         assert counts["queued"] == 6 and counts["failed"] == 0
         assert statuses == ["queued"] * 6
         assert n_sweeps == 1
-        assert elapsed < 8, elapsed  # the busy timeout is 10 s: a blocked reader takes longer
     finally:
         holder.execute("ROLLBACK")
         holder.close()

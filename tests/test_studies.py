@@ -1,11 +1,14 @@
-"""The studies under experiments/: each *.toml reruns one of the five course reports of
-/work/shared/reports with the built-in trainer. Every file must load, expand to the run count its
+"""The studies under experiments/: each *.toml reruns one of the five course reports cited in
+experiments/README.md with the built-in trainer. Every file must load, expand to the run count its
 report calls for, and keep the settings the report states. No torch: loading a study only needs
 the engine and the trainer's schema."""
 from __future__ import annotations
 
 import functools
+import itertools
+import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -67,23 +70,6 @@ def study(file_name: str) -> SweepSpec:
     return load(EXPERIMENTS / file_name)
 
 
-def runs(file_name: str) -> list[dict]:
-    return [r.params for r in study(file_name).runs]
-
-
-def values(file_name: str, key: str) -> set:
-    """Every value `key` takes in the study's runs (lists as tuples, so they can be a set)."""
-    return {tuple(v) if isinstance(v, list) else v
-            for v in (r.get(key) for r in runs(file_name))}
-
-
-def fixed(file_name: str, key: str):
-    """The one value `key` has in every run of the study."""
-    found = values(file_name, key)
-    assert len(found) == 1, f"{file_name}: {key} takes {found}, expected one value"
-    return next(iter(found))
-
-
 def stage_grid(stage: dict) -> dict[str, list]:
     return flatten(stage.get("grid", {}))
 
@@ -140,175 +126,68 @@ def test_readme_lists_every_study():
     assert not missing, f"experiments/README.md does not list {missing}"
 
 
-# --- report 000: MLP on MNIST, CNN on CIFAR-10 -----------------------------------------------
+def test_no_study_cites_a_file_of_a_development_machine():
+    for path in [*STUDIES, EXPERIMENTS / "README.md"]:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(?<![\w.])/(work|home|Users|mnt|tmp)/", text), path.name
 
 
-def test_r0_mnist_mlp():
-    f = "r0_mnist_mlp.toml"
-    assert fixed(f, "dataset") == "mnist"
-    assert fixed(f, "mlp.hidden") == (128,)
-    assert fixed(f, "batch_size") == 128
-    assert values(f, "optimizer") == {"sgd", "adam", "rmsprop"}
-    scheduled = [r for r in runs(f) if r["scheduler"] != "none"]
-    assert {r["scheduler"] for r in scheduled} == {"step", "exponential", "plateau"}
-    assert all(r["epochs"] == 15 and r["optimizer"] == "sgd" and r["lr"] == 0.01
-               for r in scheduled)
-    step = next(r for r in scheduled if r["scheduler"] == "step")
-    assert (step["sched.step_size"], step["sched.gamma"]) == (5, 0.1)
-    assert next(r for r in scheduled if r["scheduler"] == "exponential")["sched.gamma"] == 0.9
-    assert values(f, "augment") == {(), ("hflip",), ("rotation",), ("affine",)}
-    assert fixed(f, "aug.rotation.degrees") == (60, 90)
+# --- every study starts -------------------------------------------------------------------------
 
 
-def test_r0_cifar10_cnn():
-    f = "r0_cifar10_cnn.toml"
-    assert fixed(f, "dataset") == "cifar10"
-    assert fixed(f, "cnn.channels") == (32, 64, 128)
-    assert fixed(f, "cnn.fc") == (256, 128)
-    assert fixed(f, "batch_size") == 128
-    assert values(f, "epochs") == {5, 20}               # 20: the report's CyclicLR retry
-    assert values(f, "optimizer") == {"adamw", "adagrad", "adamax"}
-    assert values(f, "scheduler") == {"none", "cyclic", "cosine", "onecycle"}
-    assert fixed(f, "sched_interval") == "epoch"        # the report's logs step per epoch
-    cyclic = sorted((r["sched.base_lr"], r["sched.max_lr"]) for r in runs(f)
-                    if r.get("scheduler") == "cyclic")
-    assert cyclic == [(0.001, 0.01), (0.015, 0.02)]
-    assert ("color_jitter", "hflip", "crop") in values(f, "augment")
+def first_run_on_synthetic(spec: SweepSpec) -> dict:
+    """The study's first run with its dataset swapped for synthetic data of the same shape and
+    classes, a handful of samples, one optimizer step, CIFAR-size inputs and no download."""
+    params = dict(spec.runs[0].params)
+    dataset = params.get("dataset", schema.PARAMS["dataset"].default)
+    shape, classes = schema.DATASET_SHAPES[dataset]
+    val_split = params.get("val_split", schema.PARAMS["val_split"].default)
+    params.update({
+        "dataset": "synthetic", "synthetic.shape": list(shape), "synthetic.classes": classes,
+        "synthetic.train_size": 10, "synthetic.test_size": 4, "limit_eval": 4,
+        "val_split": val_split if isinstance(val_split, float) else min(val_split, 2),
+        "iterations": 1, "pretrained": False, "input_size": 0, "device": "cpu",
+    })
+    return params
 
 
-# --- report 001: MobileNet on CIFAR-100 -------------------------------------------------------
+def toml_value(value) -> str:
+    return json.dumps(value)        # numbers, true/false, strings and lists read as TOML too
 
 
-def test_r1_mobilenet_cifar100():
-    f = "r1_mobilenet_cifar100.toml"
-    assert fixed(f, "dataset") == "cifar100"
-    assert fixed(f, "val_split") == 10000               # 40,000 / 10,000 of the 50,000
-    assert fixed(f, "split_seed") == 0
-    assert fixed(f, "normalize") == "split"             # the split's own mean and std
-    assert fixed(f, "augment") == ("hflip", "crop")
-    assert fixed(f, "aug.crop.padding") == 4
-    assert fixed(f, "batch_size") == 128
-    assert (fixed(f, "optimizer"), fixed(f, "momentum")) == ("sgd", 0.9)
-    short = [r for r in runs(f) if r["epochs"] == 15]
-    assert sorted(r["lr"] for r in short) == [0.01, 0.05, 0.5]
-    assert all(r["scheduler"] == "none" and r["weight_decay"] == 0 for r in short)
-    long = [r for r in runs(f) if r["epochs"] == 300]
-    assert {r["lr"] for r in long} == {0.05}
-    assert {r["scheduler"] for r in long} == {"none", "cosine"}
-    assert {r["weight_decay"] for r in long} == {0, 5e-4, 1e-4}
-    mixup = [r for r in runs(f) if r["mixup_alpha"]]
-    assert [(r["mixup_alpha"], r["scheduler"], r["weight_decay"]) for r in mixup] == [
-        (0.2, "cosine", 5e-4)]
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
+def test_study_starts_its_first_run(path, tmp_path, monkeypatch, capsys):
+    """Every study is known to start: its first run, on synthetic data of the dataset's shape,
+    takes one optimizer step through the trainer's command line and exits 0."""
+    torch = pytest.importorskip("torch")
+    from gridrun.experiments.train import main
+
+    monkeypatch.delenv("GRIDRUN_RUN_DIR", raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                    # two cores are shared with other work
+    try:
+        params = first_run_on_synthetic(study(path.name))
+        sets = [arg for k, v in params.items() for arg in ("--set", f"{k}={toml_value(v)}")]
+        code = main([*sets, "--run-dir", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("epoch=1 epochs=1 ") and lines[-1].startswith("test_loss="), out
 
 
-# --- report 002: ResNet-18 fine-tuned on CIFAR-100 --------------------------------------------
-
-R2 = ["r2_resnet18_optimizers.toml", "r2_resnet18_adam.toml", "r2_resnet18_adagrad.toml",
-      "r2_resnet18_rmsprop.toml"]
-
-
-@pytest.mark.parametrize("f", R2)
-def test_r2_fine_tunes_pretrained_resnet18(f):
-    assert study(f).metric == "test_top5"
-    assert fixed(f, "dataset") == "cifar100"
-    assert (fixed(f, "model"), fixed(f, "pretrained")) == ("resnet18", True)
-    assert fixed(f, "batch_size") == 128
-    assert fixed(f, "epochs") == 10
-
-
-def test_r2_optimizers_and_learning_rates():
-    f = "r2_resnet18_optimizers.toml"
-    assert values(f, "optimizer") == {"adam", "adagrad", "rmsprop"}
-    assert values(f, "lr") == {1e-5, 1e-4, 1e-3, 1e-2, 1e-1}
-
-
-def test_r2_attribute_sweeps_run_at_lr_1e_3():
-    assert fixed("r2_resnet18_adam.toml", "lr") == 1e-3
-    assert values("r2_resnet18_adam.toml", "weight_decay") == {0, 1e-4, 1e-3, 1e-2, 0.1, 1}
-    assert values("r2_resnet18_adam.toml", "optim.betas") == {
-        (0.9, 0.999), (0.7, 0.999), (0.5, 0.999), (0.9, 0.8), (0.9, 0.6), (0.9, 0.4)}
-    assert values("r2_resnet18_adagrad.toml", "optim.lr_decay") == {
-        0, 0.1, 0.01, 0.001, 0.0001, 0.00001}
-    assert values("r2_resnet18_adagrad.toml", "optim.eps") == {1e-10, 1e-8, 1e-6, 1e-4, 1e-2}
-    assert values("r2_resnet18_rmsprop.toml", "momentum") == {0, 0.1, 0.3, 0.5, 0.7, 0.9}
-    assert values("r2_resnet18_rmsprop.toml", "optim.centered") == {False, True}
-
-
-# --- report 003: ResNet [3, 6, 4, 3] on CIFAR-10, staged ----------------------------------------
-
-
-def test_r3_resnet_staged():
-    f = "r3_resnet_cifar10_staged.toml"
-    assert fixed(f, "dataset") == "cifar10"
-    assert fixed(f, "model") == "resnet"
-    assert fixed(f, "resnet.blocks") == (3, 6, 4, 3)
-    assert fixed(f, "resnet.channels") == (32, 64, 128, 256)
-    assert fixed(f, "iterations") == 32000
-    assert (fixed(f, "momentum"), fixed(f, "weight_decay")) == (0.9, 1e-4)
-    assert (fixed(f, "scheduler"), fixed(f, "sched_interval")) == ("step", "step")
-    assert fixed(f, "sched.gamma") == 0.2               # lr x 0.2 every decay step
-    # stage 1 at the settings the report held: lr 0.1, batch 64, decay step 5000
-    assert (fixed(f, "lr"), fixed(f, "batch_size"), fixed(f, "sched.step_size")) == (0.1, 64, 5000)
-    assert values(f, "optimizer") == {"adam", "sgd", "adagrad", "asgd"}
-    assert [stage_grid(s) for s in study(f).stages] == [
-        {"lr": [0.1, 0.3, 0.5]},
-        {"batch_size": [32, 64, 128, 256]},
-        {"sched.step_size": [4000, 5000, 8000, 10000]},
-    ]
-
-
-# --- report 004: MLP / CNN / ViT / fine-tuning on CIFAR-10, 3 seeds ---------------------------
-
-R4 = ["r4_mlp_cifar10.toml", "r4_cnn_cifar10.toml", "r4_vit_cifar10.toml",
-      "r4_finetune_cifar10.toml"]
-
-
-@pytest.mark.parametrize("f", R4)
-def test_r4_shared_procedure(f):
-    spec = study(f)
-    assert spec.seeds == (0, 1, 2)
-    assert spec.metric == "val_acc"
-    assert fixed(f, "dataset") == "cifar10"
-    assert fixed(f, "val_split") == 0.2                 # 4:1
-    assert fixed(f, "optimizer") == "adam"
-    assert fixed(f, "early_stop.patience") == 4
-    assert fixed(f, "early_stop.min_epochs") == 30
-    assert fixed(f, "early_stop.metric") == "val_acc"
-    assert len(runs(f)) == 3 * len({r.key for r in spec.runs
-                                    if r.params["seed"] == 0})  # every configuration x 3 seeds
-
-
-def test_r4_mlps():
-    f = "r4_mlp_cifar10.toml"
-    assert values(f, "mlp.hidden") == {(1500, 500, 100), (2048, 1024, 512, 256, 128, 64, 32, 16)}
-    assert (fixed(f, "batch_size"), fixed(f, "lr"), fixed(f, "weight_decay")) == (128, 1e-3, 0.01)
-    assert fixed(f, "normalize") == "none"              # "scaled to [0, 1] range"
-
-
-def test_r4_cnn_grid():
-    f = "r4_cnn_cifar10.toml"
-    assert fixed(f, "cnn.channels") == (32, 64, 128)
-    assert fixed(f, "cnn.fc") == (512, 40)
-    assert values(f, "batch_size") == {64, 128}
-    assert values(f, "lr") == {1e-2, 1e-3, 1e-4}
-    assert values(f, "weight_decay") == {0, 0.01}
-    assert values(f, "cnn.dropout") == {0, 0.5}
-    assert values(f, "augment") == {
-        (), ("hflip", "color_jitter", "rotation"),
-        ("hflip", "color_jitter", "rotation", "random_erasing")}
-    assert fixed(f, "aug.rotation.degrees") == 10
-
-
-def test_r4_vit():
-    f = "r4_vit_cifar10.toml"
-    assert fixed(f, "model") == "vit"
-    assert (fixed(f, "vit.depth"), fixed(f, "vit.width"), fixed(f, "vit.patch")) == (6, 30, 4)
-    assert fixed(f, "vit.width") % fixed(f, "vit.heads") == 0
-
-
-def test_r4_finetune_models_at_their_own_input_sizes():
-    f = "r4_finetune_cifar10.toml"
-    assert fixed(f, "pretrained") is True
-    assert fixed(f, "normalize") == "imagenet"
-    assert {(r["model"], r["input_size"]) for r in runs(f)} == {
-        ("mobilenet_v3_small", 224), ("efficientnet_v2_s", 384), ("resnet18", 224)}
+@pytest.mark.parametrize("path", [p for p in STUDIES if study(p.name).stages],
+                         ids=lambda p: p.name)
+def test_every_later_stage_keeps_the_rules_with_every_first_stage_run(path):
+    """A later stage's values join the best run of the stage before: whichever run that is, the
+    rules between parameters hold."""
+    spec = study(path.name)
+    defaults = schema.defaults()
+    for i, stage in enumerate(spec.stages, start=2):
+        points = [dict(zip(grid, combo)) for grid in [stage_grid(stage)]
+                  for combo in itertools.product(*grid.values())]
+        for run in spec.runs:
+            for point in points:
+                merged = {**defaults, **run.params, **flatten(stage.get("params", {})), **point}
+                assert schema.check_run(merged) is None, (i, point, schema.check_run(merged))

@@ -21,8 +21,8 @@ from gridrun.engine.report import read_metrics  # noqa: E402
 from gridrun.experiments import augment, checkpoint, schema  # noqa: E402
 from gridrun.experiments import data as datasets  # noqa: E402
 from gridrun.experiments.config import TrainerError, resolve  # noqa: E402
-from gridrun.experiments.models import count_params, create_model, list_models  # noqa: E402
-from gridrun.experiments.optim import list_optimizers, list_schedulers  # noqa: E402
+from gridrun.experiments.models import count_params, create_model  # noqa: E402
+from gridrun.experiments.optim import create_optimizer  # noqa: E402
 from gridrun.experiments.train import Diverged, Plan, main, train  # noqa: E402
 from tests.conftest import ROOT, cli_env  # noqa: E402
 
@@ -60,14 +60,7 @@ def without_timing(rows: list[dict]) -> list[dict]:
 
 # --- every registered name trains -----------------------------------------------------------
 
-def test_the_registries_are_the_schemas():
-    assert set(list_models()) == set(schema.MODELS)
-    assert set(list_schedulers()) == set(schema.SCHEDULERS)
-    assert set(augment.list_augmentations()) == set(schema.AUGMENTATIONS)
-    assert set(list_optimizers()) == set(schema.OPTIMIZERS)
-
-
-@pytest.mark.parametrize("model", list_models())
+@pytest.mark.parametrize("model", schema.MODELS)   # every name a sweep may use
 def test_every_model_trains_an_epoch_and_reports_finite_metrics(tmp_path, model):
     history, final = run(tmp_path, model=model)
     (row,) = read_metrics(tmp_path / "metrics.jsonl")[:1]
@@ -78,7 +71,8 @@ def test_every_model_trains_an_epoch_and_reports_finite_metrics(tmp_path, model)
     assert 0 <= final["test_acc"] <= 1
 
 
-@pytest.mark.parametrize("optimizer", [o for o in list_optimizers() if o != "sparse_adam"])
+@pytest.mark.parametrize("optimizer", [o for o in schema.OPTIMIZERS
+                                       if o not in schema.UNTRAINABLE_OPTIMIZERS])
 def test_every_optimizer_trains(tmp_path, optimizer):
     history, final = run(tmp_path, optimizer=optimizer)
     assert finite(history[0]) and math.isfinite(final["test_loss"])
@@ -89,13 +83,43 @@ def test_sparse_adam_says_why_it_cannot_train_a_dense_model(tmp_path):
         run(tmp_path, optimizer="sparse_adam")
 
 
-@pytest.mark.parametrize("scheduler", list_schedulers())
+def test_muon_steps_the_hidden_weight_matrices_and_adamw_the_rest(tmp_path):
+    cfg = resolve({**TINY, "model": "vit", "optimizer": "muon", "momentum": 0.95})
+    model = create_model(cfg, (1, 8, 8), 10)
+    opt = create_optimizer("muon", model, lr=0.01, weight_decay=0.0, momentum=0.95, extra={})
+    muon, adamw = opt.parts
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    in_adamw = {id(p) for g in adamw.param_groups for p in g["params"]}
+    head = model[1].head.weight
+    assert not in_muon & in_adamw and len(in_muon | in_adamw) == len(list(model.parameters()))
+    assert id(head) in in_adamw                               # the class layer: AdamW
+    assert {p.ndim for p in model.parameters() if id(p) in in_muon} == {2}
+    assert model[1].embed.weight.ndim == 4 and id(model[1].embed.weight) in in_adamw
+    # one scheduler moves both parts' learning rate; a step changes both kinds of weight
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    before = {id(p): p.detach().clone() for p in model.parameters()}
+    loss = model(torch.randn(4, 1, 8, 8)).logsumexp(1).mean()
+    loss.backward()
+    opt.step()
+    sched.step()
+    assert [g["lr"] for g in muon.param_groups + adamw.param_groups] == [0.005, 0.005]
+    moved = {id(p) for p in model.parameters() if not torch.equal(p, before[id(p)])}
+    assert moved & in_muon and head is not None and id(head) in moved
+    # and its state survives a checkpoint's round trip
+    again = create_optimizer("muon", model, lr=0.01, weight_decay=0.0, momentum=0.95, extra={})
+    again.load_state_dict(opt.state_dict())
+    assert again.state_dict()["parts"][0]["state"].keys() == opt.state_dict()["parts"][0][
+        "state"].keys() != set()
+
+
+@pytest.mark.parametrize("scheduler", schema.SCHEDULERS)
 def test_every_scheduler_trains(tmp_path, scheduler):
     history, _ = run(tmp_path, scheduler=scheduler, epochs=2)
     assert len(history) == 2 and all(finite(r) for r in history)
 
 
-@pytest.mark.parametrize("augmentation", augment.list_augmentations())
+@pytest.mark.parametrize("augmentation", schema.AUGMENTATIONS)
 def test_every_augmentation_trains(tmp_path, augmentation):
     history, _ = run(tmp_path, augment=[augmentation])
     assert finite(history[0])
@@ -156,7 +180,7 @@ def test_optimizer_arguments_reach_torch_and_unknown_ones_are_errors(tmp_path):
     with pytest.raises(TrainerError) as e:
         run(tmp_path, optimizer="adam", **{"optim.beta": [0.9, 0.99]})
     assert str(e.value).startswith('optim.beta: adam (torch.optim.Adam) takes no argument '
-                                   "'beta' (did you mean \"betas\"?); it takes: amsgrad, betas")
+                                   '"beta" (did you mean "betas"?); it takes: betas, eps')
     with pytest.raises(TrainerError, match="optim.nesterov: rmsprop"):
         run(tmp_path, optimizer="rmsprop", **{"optim.nesterov": True})
     with pytest.raises(TrainerError, match="sched.step: step .*StepLR.* takes no argument"):
@@ -189,12 +213,10 @@ def test_plan_turns_epochs_and_iterations_into_steps():
 
 # --- learning, determinism, resume ----------------------------------------------------------
 
-def test_mlp_on_digits_reaches_90_percent_in_seconds(tmp_path):
-    started = time.perf_counter()
+def test_mlp_on_digits_reaches_90_percent_in_8_epochs(tmp_path):
     history, final = train(resolve({"dataset": "digits", "model": "mlp", "epochs": 8,
                                     "lr": 3e-3, "batch_size": 64}), tmp_path)
     assert history[-1]["val_acc"] >= 0.9 and final["test_acc"] >= 0.9
-    assert time.perf_counter() - started < 20
 
 
 def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path):
@@ -351,8 +373,8 @@ def test_bad_parameters_are_one_line_errors(tmp_path, capsys):
     assert main(["--run-dir", str(tmp_path), "--set", "batchsize=64"]) == 2
     err = capsys.readouterr().err
     assert err == 'error: unknown parameter "batchsize" (did you mean "batch_size"?)\n'
-    assert main(["--run-dir", str(tmp_path), "--set", "lr=0"]) == 2
-    assert capsys.readouterr().err == "error: lr: expected a number > 0, got 0\n"
+    assert main(["--run-dir", str(tmp_path), "--set", "lr=-1"]) == 2
+    assert capsys.readouterr().err == "error: lr: expected a number >= 0, got -1\n"
     assert main(["--run-dir", str(tmp_path), "--set", "scheduler=plateau",
                  "--set", "sched_interval=step"]) == 2
     assert "plateau" in capsys.readouterr().err
