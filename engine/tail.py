@@ -179,7 +179,8 @@ class RunTail:
         if len(self.history) > 2 * HISTORY_KEEP:
             del self.history[:-HISTORY_KEEP]
         self.rows_seen += 1
-        self.last = {**self.last, **{k: v for k, v in row.items() if k != "warning"}}
+        self.last.update(row)
+        self.last.pop("warning", None)
         if stuck_at_chance(self.history):
             self.flags.add("not_learning")
 
@@ -197,10 +198,9 @@ class RunTail:
             self.last.update(r)
 
     def _add_names(self, names) -> None:
-        for name in names:
-            if len(self.names) >= MAX_NAMES:
-                return
-            self.names.add(name)
+        new = set(names) - self.names
+        if new and len(self.names) < MAX_NAMES:
+            self.names |= set(sorted(new)[:MAX_NAMES - len(self.names)])
 
     def close(self) -> None:
         """Nothing is held open between polls."""
