@@ -10,7 +10,9 @@ read again; a single line longer than the piece comes in pieces rather than neve
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 CHUNK = 1 << 20  # one read
@@ -29,11 +31,14 @@ class FileFollower:
         """At most `max_bytes` after the offset (whole lines, unless `final` and at the end of
         the file); b"" when there is nothing (complete) to read, or no file yet."""
         try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
+            # non-blocking: a FIFO put in the file's place must not hang the reader
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
             return b""
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_a_file(st.st_mode, self.path)
             inode = (st.st_dev, st.st_ino)
             if st.st_size < self.offset or (self._inode is not None and inode != self._inode):
                 self.offset = 0
@@ -53,6 +58,12 @@ class FileFollower:
     def behind(self) -> int:
         """Bytes known to be in the file after the offset."""
         return max(0, self.size - self.offset)
+
+
+def _not_a_file(mode: int, path: Path) -> OSError:
+    if stat.S_ISDIR(mode):
+        return IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    return OSError(errno.EINVAL, "is not a regular file", str(path))
 
 
 def _whole_lines(data: bytes, max_bytes: int) -> bytes:

@@ -77,7 +77,10 @@ def read_from(path: str | Path, offset: int, max_bytes: int = MAX_BYTES, *,
     if size - offset > 4 * max_bytes:
         jump = start_offset(path, max_bytes)
         skipped, follower.offset = jump - offset, jump
-    data = follower.read(max_bytes, final=final)
+    try:
+        data = follower.read(max_bytes, final=final)
+    except OSError:
+        return "", offset                   # not a readable file (a folder, a FIFO): nothing
     if follower.restarted:
         return "", 0
     text = clean(data.decode("utf-8", errors="replace"))

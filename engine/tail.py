@@ -56,6 +56,8 @@ class RunTail:
         self.last_epoch: float | None = None
         self.new_attempt = False       # the next row with an epoch starts a new attempt
         self.drained = False           # the last poll read every file to its end
+        self.pending: list[dict] = []  # this poll's rows, for the store
+        self.drop_from: float | None = None  # this poll dropped stored rows from this epoch on
 
     def _new_stdout_reader(self) -> None:
         self.parser = OutputParser(self.parser_patterns)
@@ -66,8 +68,7 @@ class RunTail:
         """New rows since the last poll, at most READ_BUDGET of each file. `final` (the run has
         ended) also takes an unterminated last line and flushes what the parser holds, once
         the files are read to their end (`drained`); call it until `drained`."""
-        self.pending: list[dict] = []
-        self.drop_from: float | None = None
+        self.pending, self.drop_from = [], None
         replace = None
         rows = self._report_rows(final)
         if self.metrics_file.restarted:
@@ -201,9 +202,6 @@ class RunTail:
         new = set(names) - self.names
         if new and len(self.names) < MAX_NAMES:
             self.names |= set(sorted(new)[:MAX_NAMES - len(self.names)])
-
-    def close(self) -> None:
-        """Nothing is held open between polls."""
 
 
 def stuck_at_chance(history: list[dict], epochs: int = 3) -> bool:

@@ -12,19 +12,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from gridrun.engine.home import daemon_pid
-from tests.conftest import FAKE_TRAIN, cli_env, wait_for
+from tests.conftest import cli_env, wait_for
+from tests.test_daemon import PY, TRAIN, by_index
 
-PY = json.dumps(sys.executable)
-TRAIN = json.dumps(str(FAKE_TRAIN))
 HOSTILE = json.dumps(str(Path(__file__).parent / "scripts" / "hostile.py"))
-
-
-def by_index(runs: list[dict]) -> dict[int, dict]:
-    return {r["index"]: r for r in runs}
 
 
 def history(cli, run: dict) -> list[dict]:
@@ -67,6 +61,18 @@ def test_hostile_metrics_files_are_read_to_the_end_and_cleaned(cli, tmp_path):
     assert flood["metrics"]["accuracy"] == 53
     # metrics.jsonl truncated and rewritten: only the new rows count
     assert [(h["epoch"], h["loss"]) for h in history(cli, rewrite)] == [(1, 1.0), (2, 0.5)]
+
+
+def test_a_run_whose_files_cannot_be_read_is_ended_and_the_others_finish(cli, tmp_path):
+    path = tmp_path / "unreadable.toml"
+    path.write_text(f'name = "unreadable"\ncommand = [{PY}, {HOSTILE}, "{{mode}}", "0"]\n'
+                    '[grid]\nmode = ["dirlog", "nested"]\n')
+    res = cli("queue", "run", path, "--cpu-slots", "2", timeout=120, check=1)
+    assert "internal error" not in res.stderr
+    broken, fine = by_index(cli.runs()).values()
+    assert broken["status"] == "failed"
+    assert broken["error"].startswith("could not read its output: IsADirectoryError")
+    assert fine["status"] == "done"
 
 
 def test_a_staged_study_keeps_fixed_params_its_command_uses(cli, tmp_path):

@@ -9,6 +9,8 @@ Standard library only. Each mode writes to $GRIDRUN_RUN_DIR (metrics.jsonl) or s
                    per epoch 1..3; the very last line without a newline
     rewrite        three rows in metrics.jsonl, then (once the daemon read them) the file
                    truncated and two different rows written from the start
+    dirlog         its stdout.log removed and a folder made in its place (reading it fails),
+                   then it sleeps: gridrun must end it, not wait for it
 """
 import json
 import os
@@ -58,5 +60,11 @@ elif mode == "rewrite":
     with open(metrics, "wb") as f:                   # truncated: a new history
         for epoch in (1, 2):
             f.write(json.dumps({"epoch": epoch, "loss": 1.0 / epoch}).encode() + b"\n")
+elif mode == "dirlog":
+    print("about to break my own log", flush=True)
+    log = os.path.join(run_dir, "stdout.log")
+    os.remove(log)
+    os.mkdir(log)
+    time.sleep(120)
 else:
     sys.exit(f"unknown mode {mode}")
