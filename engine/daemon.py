@@ -28,7 +28,7 @@ from gridrun.engine.home import DaemonLock, daemon_pid
 from gridrun.engine.matrix import builtin_command
 from gridrun.engine.placement import DeviceLoad, Need, Tenant, place, reserve
 from gridrun.engine.store import Progress, Run, Store
-from gridrun.engine.tail import ATTEMPT_KEY, RunTail, attempt_marker_line
+from gridrun.engine.tail import ATTEMPT_KEY, READ_BUDGET, RunTail, attempt_marker_line
 
 TICK_S = 0.25          # metrics reach the store at least this often while runs go
 # SIGTERM, then SIGKILL this much later (DESIGN: 10 s; the tests shorten it through the env)
@@ -286,7 +286,11 @@ class Daemon:
         """Everything the run wrote, to the end, a bounded piece at a time."""
         if child.tail is None:
             return
-        while True:
+        # what is there now, and no more: a process that escaped the run's group and goes on
+        # writing must not keep the loop reading forever
+        polls = 2 + sum(_size(Path(child.run.run_dir) / name)
+                        for name in ("stdout.log", "metrics.jsonl")) // READ_BUDGET
+        for _ in range(polls):
             progress = child.tail.poll(final=True, peak_mem_mb=child.peak_mem_mb)
             if progress is not None:
                 self.store.save_progress([progress])
@@ -588,6 +592,13 @@ class Daemon:
         estimate = child.peak_mem_mb * MEASURE_MARGIN / 1024 + 0.25
         sweep_id = child.run.sweep_id
         self.mem_estimate_gb[sweep_id] = max(self.mem_estimate_gb.get(sweep_id, 0), estimate)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def signal_name(number: int) -> str:
