@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,8 +133,13 @@ def replay_command(run: Run) -> str | None:
 
 def start_daemon(home: Path, *, watch: bool = True, cpu_slots: int = 1,
                  slots_per_gpu: int | None = None) -> int:
-    """Start `gridrun queue run` in its own session, its output going to daemon.log, and wait
-    until it holds the lock; returns its pid. The interface uses this: it never owns runs."""
+    """Start `gridrun queue run` in its own session and wait until it holds the lock; returns
+    its pid. The interface uses this: it never owns runs.
+
+    The daemon writes its events to daemon.log itself; its stdout (the same events, for a
+    terminal) goes nowhere, or every line would be in the log twice. Its stderr (a crash's
+    traceback) goes to the log. A thread waits for it, so that once it ends it does not stay a
+    zombie of the process that started it."""
     home = Path(home)
     argv = [sys.executable, "-m", "gridrun.tui.cli", "queue", "run", "--home", str(home),
             "--cpu-slots", str(cpu_slots)]
@@ -143,12 +149,13 @@ def start_daemon(home: Path, *, watch: bool = True, cpu_slots: int = 1,
         argv += ["--slots-per-gpu", str(slots_per_gpu)]
     home.mkdir(parents=True, exist_ok=True)
     with open(home / "daemon.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, cwd=os.getcwd())
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=log, start_new_session=True, cwd=os.getcwd())
+    threading.Thread(target=proc.wait, name=f"reap daemon {proc.pid}", daemon=True).start()
     deadline = time.time() + 10
-    while time.time() < deadline and daemon_pid(home) is None and proc.poll() is None:
+    while time.time() < deadline and daemon_pid(home) is None and proc.returncode is None:
         time.sleep(0.05)
-    if proc.poll() not in (None, 0):
+    if proc.returncode not in (None, 0):
         raise GridrunError(f"the daemon exited at once (code {proc.returncode})",
                            hint=f"see {home / 'daemon.log'}")
     return proc.pid

@@ -1,4 +1,4 @@
-"""The loop behind `gridrun queue run`: one per home, under an flock.
+"""The loop behind `gridrun queue run`: one per home, under its lock (engine.home).
 
 Each tick: reap finished children -> apply requests (cancel, stop) -> enforce timeouts and
 kill deadlines -> place and spawn queued runs -> tail the running runs' files into the store
@@ -16,6 +16,7 @@ import json
 import os
 import selectors
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -25,9 +26,9 @@ from pathlib import Path
 from gridrun.engine import executor, gpus as gpu_info, stages
 from gridrun.engine.home import DaemonLock, daemon_pid
 from gridrun.engine.matrix import builtin_command
-from gridrun.engine.placement import DeviceLoad, Need, Tenant, place
-from gridrun.engine.store import Run, Store
-from gridrun.engine.tail import ATTEMPT_KEY, RunTail, attempt_marker_line
+from gridrun.engine.placement import DeviceLoad, Need, Tenant, place, reserve
+from gridrun.engine.store import Progress, Run, Store
+from gridrun.engine.tail import ATTEMPT_KEY, READ_BUDGET, RunTail, attempt_marker_line
 
 TICK_S = 0.25          # metrics reach the store at least this often while runs go
 # SIGTERM, then SIGKILL this much later (DESIGN: 10 s; the tests shorten it through the env)
@@ -51,9 +52,10 @@ class Child:
     gpu_indices: list[int]
     started: float
     timeout_s: float | None
-    tail: RunTail
+    tail: RunTail | None                 # None once reading its files failed
     pidfd: int | None = None
-    end_reason: str | None = None        # 'cancelled' | 'timeout' | 'stopped'
+    end_reason: str | None = None        # 'cancelled' | 'timeout' | 'stopped' | 'fault'
+    fault: str | None = None             # why gridrun itself ended it (its data, not its code)
     term_sent: float | None = None
     peak_mem_mb: float | None = None
     shared: bool = False                 # its GPU held other runs while it ran
@@ -88,6 +90,7 @@ class Daemon:
         self.last_measure = 0.0
         self._sweeps: dict[int, object] = {}   # sweep_id -> Sweep, refreshed each launch pass
         self.launch_due = 0.0                   # when the queue is next read for new runs
+        self.stage_errors: dict[int, str] = {}  # sweep_id -> why its next stage cannot be made
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, None)
@@ -103,7 +106,8 @@ class Daemon:
         self._install_signals()
         try:
             self.recover()
-            self.store.clear_requests()
+            for run_id in self.store.clear_requests():
+                self._emit("finished", run_id, "cancelled")
             self._describe_self()
             self.advance_stages()
             while True:
@@ -165,13 +169,15 @@ class Daemon:
     # -- restore ------------------------------------------------------------------------------
 
     def recover(self) -> None:
-        for run in self.store.runs(status="running"):
-            if executor.same_process(run.pid, run.pid_start):
-                executor.terminate_group(run.pid)
-                deadline = time.time() + KILL_GRACE_S
-                while executor.group_alive(run.pid) and time.time() < deadline:
-                    time.sleep(0.05)
-                executor.kill_group(run.pid)
+        """Runs marked running belong to a dead daemon. Their processes (found by pid, and by
+        the mark in their environment, which also finds a run started but not yet recorded)
+        are stopped all at once, one grace period in all; then the runs are requeued."""
+        orphans = self.store.runs(status="running")
+        groups = executor.orphan_groups(self.home)
+        groups |= {r.pid for r in orphans if executor.same_process(r.pid, r.pid_start)}
+        if groups:
+            executor.stop_groups(groups, KILL_GRACE_S)
+        for run in orphans:
             self.store.requeue(run.id, error="interrupted: its daemon stopped")
             self.on_event("requeued", run, "interrupted by a daemon crash; resumes")
 
@@ -191,15 +197,31 @@ class Daemon:
                 self.selector.unregister(child.pidfd)
                 os.close(child.pidfd)
             executor.kill_group(child.proc.pid)   # whatever the script left behind
-            self._final_tail(child)
-            self._conclude(child, code)
+            try:
+                self._final_tail(child)
+            except Exception as e:  # noqa: BLE001 - one run's data ends that run only
+                child.fault = child.fault or f"could not read its output: {executor.one_line(e)}"
+            try:
+                self._conclude(child, code)
+            except Exception as e:  # noqa: BLE001
+                error = f"could not conclude the run: {executor.one_line(e)}"
+                self.store.finish(run_id, "failed", code, error)
+                self._emit("finished", run_id, f"failed: {error}")
         return reaped
 
     def advance_stages(self) -> None:
         """Start the next stage of staged sweeps whose current stage has ended."""
         for sweep in self.store.sweeps():
-            while sweep.spec.get("stages"):
-                step = stages.advance(self.store, sweep)
+            while sweep.spec.get("stages") and sweep.id not in self.stage_errors:
+                try:
+                    step = stages.advance(self.store, sweep)
+                except Exception as e:  # noqa: BLE001 - one sweep's problem stops that sweep
+                    self.stage_errors[sweep.id] = executor.one_line(e)
+                    last = next(iter(self.store.runs(sweep=sweep.name)[-1:]), None)
+                    if last is not None:
+                        self.on_event("stage", last, "the next stage could not be made: "
+                                      + self.stage_errors[sweep.id])
+                    break
                 if step is None:
                     break
                 number, base = step
@@ -214,6 +236,10 @@ class Daemon:
     def _conclude(self, child: Child, code: int) -> None:
         run = child.run
         log = Path(run.run_dir) / "stdout.log"
+        if child.fault is not None:
+            self.store.finish(run.id, "failed", code, child.fault)
+            self._emit("finished", run.id, f"failed: {child.fault}")
+            return
         if child.end_reason == "stopped":
             self.store.requeue(run.id, error="stopped; requeued")
             self._emit("requeued", run.id, "stopped by the daemon; requeued")
@@ -257,10 +283,28 @@ class Daemon:
             self.on_event(kind, run, detail)
 
     def _final_tail(self, child: Child) -> None:
-        progress = child.tail.poll(final=True, peak_mem_mb=child.peak_mem_mb)
-        if progress is not None:
-            self.store.save_progress([progress])
-        child.tail.close()
+        """Everything the run wrote, to the end, a bounded piece at a time."""
+        if child.tail is None:
+            return
+        # what is there now, and no more: a process that escaped the run's group and goes on
+        # writing must not keep the loop reading forever
+        polls = 2 + sum(_size(Path(child.run.run_dir) / name)
+                        for name in ("stdout.log", "metrics.jsonl")) // READ_BUDGET
+        for _ in range(polls):
+            progress = child.tail.poll(final=True, peak_mem_mb=child.peak_mem_mb)
+            if progress is not None:
+                self.store.save_progress([progress])
+            if child.tail.drained:
+                break
+
+    def _fault(self, child: Child, reason: str) -> None:
+        """gridrun cannot go on with this run (its data broke something): kill its group; it
+        ends failed with `reason` once reaped. Other runs go on."""
+        if child.fault is None:
+            child.fault = reason
+        child.end_reason = "fault"
+        child.tail = None
+        executor.kill_group(child.proc.pid)
 
     # -- requests and deadlines ---------------------------------------------------------------
 
@@ -346,41 +390,58 @@ class Daemon:
         cpu_free = self.opt.cpu_slots - sum(1 for c in self.children.values()
                                             if not c.gpu_indices)
         loads = self._loads()
+        reserved: set[int] = set()   # devices kept for a waiting multi-GPU run
         for run in queued:
             if run.id in self.children:
                 continue
-            spec = self._spec(run)
-            wanted = spec.get("resources", {}).get("gpus")
-            gpus_needed = wanted if wanted is not None else (1 if self.gpus else 0)
-            if gpus_needed > len(self.gpus):
-                have = f"{len(self.gpus)} GPU" + ("" if len(self.gpus) == 1 else "s")
-                self.store.fail_queued(run.id, f"needs {gpus_needed} GPU(s) but this machine "
-                                       f"has {have} visible")
+            try:
+                cpu_free -= self._try_start(run, loads, cpu_free, reserved)
+            except Exception as e:  # noqa: BLE001 - one run's problem ends that run only
+                error = f"could not start the run: {executor.one_line(e)}"
+                self.store.fail_queued(run.id, error)
                 self.touched.add(run.id)
-                self._emit("finished", run.id, f"failed: needs {gpus_needed} GPU(s), {have}")
-                continue
+                self._emit("finished", run.id, f"failed: {error}")
+            if cpu_free <= 0 and not self.gpus:
+                break          # nothing else can start either
+
+    def _try_start(self, run: Run, loads: list[DeviceLoad], cpu_free: int,
+                   reserved: set[int]) -> int:
+        """Place and start one queued run if it fits; returns the CPU slots it took (0 or 1).
+        A multi-GPU run that must wait reserves the devices likeliest to free first, so that
+        later one-GPU runs cannot keep taking them and starve it."""
+        spec = self._spec(run)
+        wanted = spec.get("resources", {}).get("gpus")
+        gpus_needed = wanted if wanted is not None else (1 if self.gpus else 0)
+        if gpus_needed > len(self.gpus):
+            have = f"{len(self.gpus)} GPU" + ("" if len(self.gpus) == 1 else "s")
+            self.store.fail_queued(run.id, f"needs {gpus_needed} GPU(s) but this machine "
+                                   f"has {have} visible")
+            self.touched.add(run.id)
+            self._emit("finished", run.id, f"failed: needs {gpus_needed} GPU(s), {have}")
+            return 0
+        for d in loads:
+            d.max_runs = self.max_per_gpu.get((run.sweep_id, d.index))
+        need = Need(gpus_needed, self._mem_need(run), run.exclusive)
+        free = [d for d in loads if d.index not in reserved]
+        where = place(need, free, cpu_free, self.opt.slots_per_gpu)
+        if where is None:
+            if gpus_needed > 1:
+                reserved |= set(reserve(need, free))
+            return 0
+        child = self._start(run, spec, where)
+        if child is None:
+            return 0
+        if where:
             for d in loads:
-                d.max_runs = self.max_per_gpu.get((run.sweep_id, d.index))
-            need = Need(gpus_needed, self._mem_need(run), run.exclusive)
-            where = place(need, loads, cpu_free, self.opt.slots_per_gpu)
-            if where is None:
-                if gpus_needed == 0 and cpu_free <= 0 and not self.gpus:
-                    break          # nothing else can start either
-                continue
-            child = self._start(run, spec, where)
-            if child is None:
-                continue
-            if where:
-                for d in loads:
-                    if d.index in where:
-                        if d.tenants:
-                            child.shared = True
-                            for other in self.children.values():
-                                if d.index in other.gpu_indices:
-                                    other.shared = True
-                        d.tenants.append(Tenant(run.id, need.mem_gb, run.exclusive))
-            else:
-                cpu_free -= 1
+                if d.index in where:
+                    if d.tenants:
+                        child.shared = True
+                        for other in self.children.values():
+                            if d.index in other.gpu_indices:
+                                other.shared = True
+                    d.tenants.append(Tenant(run.id, need.mem_gb, run.exclusive))
+            return 0
+        return 1
 
     def _no_room(self) -> bool:
         """Every CPU slot taken, and every GPU too (by count, or by a run that owns it)."""
@@ -396,39 +457,51 @@ class Daemon:
         return True
 
     def _start(self, run: Run, spec: dict, gpu_indices: list[int]) -> Child | None:
+        """Prepare, mark running, spawn. Marked before it is spawned: a crash in between leaves
+        a run marked running whose process (if any) the next daemon finds by its environment,
+        never a started run still marked queued that would be started twice."""
         run_dir = Path(run.run_dir)
-        command = tuple(spec["command"]) if spec.get("command") else builtin_command()
-        launch = executor.build_launch(
-            run_id=run.id, sweep=run.sweep, index=run.index, attempt=run.attempt,
-            params=run.params, run_dir=run_dir, command=command, workdir=spec["workdir"],
-            gpu_indices=gpu_indices)
-        if gpu_indices:
-            launch.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # NVML's numbering, CUDA's too
         self.touched.add(run.id)
         try:
+            command = tuple(spec["command"]) if spec.get("command") else builtin_command()
+            launch = executor.build_launch(
+                run_id=run.id, sweep=run.sweep, index=run.index, attempt=run.attempt,
+                params=run.params, run_dir=run_dir, command=command, workdir=spec["workdir"],
+                gpu_indices=gpu_indices)
+            if gpu_indices:
+                launch.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # NVML's numbering, CUDA's too
             self._prepare_attempt(run, run_dir)
             executor.write_run_files(run_dir, run.params, launch)
-            proc = executor.spawn(launch, run_dir / "stdout.log")
-        except OSError as e:
-            error = f"could not start {launch.argv[0]!r}: {e.strerror or e}"
+            tail = RunTail(run.id, run_dir, tuple(spec.get("parse_patterns", ())))
+        except Exception as e:  # noqa: BLE001 - its command or folder: this run's problem
+            error = f"could not prepare the run: {executor.one_line(e)}"
             self.store.fail_queued(run.id, error)
             self._emit("finished", run.id, f"failed: {error}")
             return None
-        if not self.store.mark_running(run.id, launch.device, proc.pid,
-                                       executor.process_start_time(proc.pid)):
-            executor.kill_group(proc.pid)  # cancelled between our read and now
-            proc.wait()
+        if not self.store.mark_running(run.id, launch.device):
+            return None  # cancelled between our read and now
+        try:
+            proc = executor.spawn(launch, run_dir / "stdout.log", self.home)
+        except Exception as e:  # noqa: BLE001
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else executor.one_line(e)
+            error = f"could not start {launch.argv[0]!r}: {reason}"
+            self.store.finish(run.id, "failed", None, error)
+            self._emit("finished", run.id, f"failed: {error}")
             return None
         timeout_min = spec.get("resources", {}).get("timeout_min")
         child = Child(run=run, proc=proc, device=launch.device, gpu_indices=gpu_indices,
                       started=time.time(), timeout_s=timeout_min * 60 if timeout_min else None,
-                      tail=RunTail(run.id, run_dir, tuple(spec.get("parse_patterns", ()))))
+                      tail=tail)
+        self.children[run.id] = child   # from here on, reap() concludes it whatever happens
+        try:
+            self.store.set_pid(run.id, proc.pid, executor.process_start_time(proc.pid))
+        except Exception as e:  # noqa: BLE001
+            self._fault(child, f"could not record the run's process: {executor.one_line(e)}")
         try:
             child.pidfd = os.pidfd_open(proc.pid)
             self.selector.register(child.pidfd, selectors.EVENT_READ, run.id)
         except (AttributeError, OSError):
             child.pidfd = None  # no pidfd (old kernel): the tick notices the exit instead
-        self.children[run.id] = child
         self._emit("started", run.id, launch.device)
         return child
 
@@ -457,16 +530,40 @@ class Daemon:
     def poll_tails(self) -> None:
         peaks = self._measure()
         updates = []
-        for child in self.children.values():
+        for child in list(self.children.values()):
+            if child.tail is None:
+                continue
             peak = peaks.get(child.run.id)
             if peak is not None and (child.peak_mem_mb is None or peak > child.peak_mem_mb):
                 child.peak_mem_mb = peak
                 self._learn_estimate(child)
-            progress = child.tail.poll(peak_mem_mb=peak)
+            try:
+                progress = child.tail.poll(peak_mem_mb=peak)
+            except Exception as e:  # noqa: BLE001 - one run's output ends that run only
+                self._fault(child, f"could not read its output: {executor.one_line(e)}")
+                continue
             if progress is not None:
-                updates.append(progress)
+                updates.append((child, progress))
                 self.on_event("progress", child.run, "")
-        self.store.save_progress(updates)
+        self._save(updates)
+
+    def _save(self, updates: list[tuple[Child, Progress]]) -> None:
+        """One transaction for the tick; when it fails, run by run, so that only a run whose
+        data cannot be stored ends. A store that is unusable for everyone stops the daemon."""
+        try:
+            self.store.save_progress([p for _, p in updates])
+            return
+        except sqlite3.OperationalError:
+            raise
+        except Exception:  # noqa: BLE001 - find whose data it was
+            pass
+        for child, progress in updates:
+            try:
+                self.store.save_progress([progress])
+            except sqlite3.OperationalError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                self._fault(child, f"could not store its metrics: {executor.one_line(e)}")
 
     def _measure(self) -> dict[int, float]:
         """Peak GPU memory per run, from NVML's per-process figures (only with GPUs)."""
@@ -490,11 +587,18 @@ class Daemon:
 
     def _learn_estimate(self, child: Child) -> None:
         """The sweep's later runs are packed by what its first ones used, plus a margin."""
-        if child.peak_mem_mb is None or child.tail.history == []:
+        if child.peak_mem_mb is None or child.tail is None or not child.tail.rows_seen:
             return  # before its first epoch, a run has not reached its peak
         estimate = child.peak_mem_mb * MEASURE_MARGIN / 1024 + 0.25
         sweep_id = child.run.sweep_id
         self.mem_estimate_gb[sweep_id] = max(self.mem_estimate_gb.get(sweep_id, 0), estimate)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def signal_name(number: int) -> str:

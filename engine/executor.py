@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,17 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def spawn(launch: Launch, log_path: Path) -> subprocess.Popen:
-    """Start the run; raises OSError when the program cannot be executed."""
+# Set in every run's environment (not in run.json's replay): whatever carries it, in any
+# process group, was started by a daemon of that home, so a restarting daemon finds the runs
+# of its dead predecessor even where the store never learnt their pid.
+HOME_MARK = "GRIDRUN_DAEMON_HOME"
+
+
+def spawn(launch: Launch, log_path: Path, home: Path | None = None) -> subprocess.Popen:
+    """Start the run; raises OSError (or ValueError: a NUL byte) when it cannot start."""
     env = {**os.environ, **launch.env}
+    if home is not None:
+        env[HOME_MARK] = str(home)
     with open(log_path, "ab") as log:
         return subprocess.Popen(launch.argv, cwd=launch.cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -103,6 +112,43 @@ def process_start_time(pid: int) -> str | None:
 
 def same_process(pid: int | None, start: str | None) -> bool:
     return pid is not None and start is not None and process_start_time(pid) == start
+
+
+def orphan_groups(home: Path) -> set[int]:
+    """Process groups holding a process started by a daemon of `home` (see HOME_MARK). Only
+    asked by a daemon that holds the home's lock, so none of them is a live daemon's run."""
+    mark = f"{HOME_MARK}={home}".encode() + b"\0"
+    groups = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = f.read() + b"\0"
+            if environ.startswith(mark) or b"\0" + mark in environ:
+                groups.add(os.getpgid(int(entry.name)))
+        except OSError:
+            continue  # gone, or not ours to read
+    groups.discard(os.getpgrp())
+    return groups
+
+
+def stop_groups(groups: set[int], grace_s: float) -> None:
+    """SIGTERM every group, wait once (at most `grace_s`) for all of them, SIGKILL the rest."""
+    for pgid in groups:
+        terminate_group(pgid)
+    deadline = time.time() + grace_s
+    while any(group_alive(g) for g in groups) and time.time() < deadline:
+        time.sleep(0.05)
+    for pgid in groups:
+        kill_group(pgid)
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An exception as a run's one-line `error`."""
+    text = f"{type(error).__name__}: {error}".strip().splitlines()
+    line = text[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def group_alive(pgid: int) -> bool:

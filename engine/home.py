@@ -1,8 +1,10 @@
 """Where gridrun keeps its store and run folders, and the lock that makes one daemon per home."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import struct
 from pathlib import Path
 
 LOCK_NAME = "daemon.lock"
@@ -15,11 +17,20 @@ def resolve_home(option: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser().absolute()
 
 
+# struct flock on Linux (x86_64 and aarch64): l_type, l_whence, l_start, l_len, l_pid, padding
+_FLOCK = struct.Struct("hhqqi4x")
+
+
 class DaemonLock:
-    """An `fcntl.flock` on <home>/daemon.lock, held for the daemon's whole life.
+    """An open-file-description lock (F_OFD_SETLK) on <home>/daemon.lock, held for the daemon's
+    whole life.
 
     The kernel drops the lock when the process dies, however it dies, so there is no stale
     pid file to clean up. The holder writes its pid into the file for `who holds it` messages.
+    Unlike flock, this lock can be probed without being taken (F_OFD_GETLK, see `daemon_pid`),
+    so that an interface asking "is a daemon alive?" many times a second never makes a daemon
+    that is starting find the lock busy. Being tied to the open file, not the process, it is
+    not dropped when the daemon opens and closes the same file elsewhere.
     """
 
     def __init__(self, home: Path):
@@ -30,10 +41,12 @@ class DaemonLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+        except OSError as e:
             os.close(fd)
-            return False
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
@@ -45,24 +58,30 @@ class DaemonLock:
             self.fd = None
 
 
-def daemon_pid(home: Path) -> int | None:
-    """The pid of the live daemon of this home, or None when no daemon holds the lock."""
-    path = Path(home) / LOCK_NAME
-    if not path.exists():
-        return None
-    lock = DaemonLock(home)
+def lock_held(path: Path) -> bool:
+    """Whether some process holds the daemon lock on `path`; asks the kernel, takes nothing."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return None
+        return False
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = os.read(fd, 64).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+        # a read-lock query: any write lock held by another open file conflicts with it
+        answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET,
+                                                                0, 0, 0))
     finally:
         os.close(fd)
-        del lock
+    return _FLOCK.unpack(answer)[0] != fcntl.F_UNLCK
+
+
+def daemon_pid(home: Path) -> int | None:
+    """The pid of the live daemon of this home, or None when no daemon holds the lock. A probe
+    only: it never takes the lock (see DaemonLock)."""
+    path = Path(home) / LOCK_NAME
+    if not lock_held(path):
+        return None
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        text = ""
+    # -1: held, but the holder has not written its pid yet
+    return int(text) if text.isdigit() else -1

@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+from gridrun.engine.follow import FileFollower
+
 MAX_BYTES = 256 * 1024  # one read; a reader further behind than 4x this jumps ahead
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, links), other 2-byte escapes
@@ -64,41 +66,24 @@ def read_from(path: str | Path, offset: int, max_bytes: int = MAX_BYTES, *,
       begins with a line saying how much was skipped.
     - A missing file reads as nothing yet: ("", offset).
     """
+    follower = FileFollower(path, offset)
     try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size < offset:
-                return "", 0                # truncated or replaced: the caller starts over
-            skipped = 0
-            if size - offset > 4 * max_bytes:
-                jump = start_offset(path, max_bytes)
-                skipped, offset = jump - offset, jump
-            f.seek(offset)
-            data = f.read(max_bytes)
+        size = os.path.getsize(path)
     except OSError:
         return "", offset
-    at_end = offset + len(data) >= size
-    if not (final and at_end):
-        newline = data.rfind(b"\n")
-        if newline >= 0:
-            data = data[:newline + 1]
-        elif len(data) < max_bytes:
-            data = b""                      # a line still being written: wait for the rest
-        else:
-            data = data[:len(data) - _incomplete_utf8_tail(data)]
+    if size < offset:
+        return "", 0                        # truncated or replaced: the caller starts over
+    skipped = 0
+    if size - offset > 4 * max_bytes:
+        jump = start_offset(path, max_bytes)
+        skipped, follower.offset = jump - offset, jump
+    try:
+        data = follower.read(max_bytes, final=final)
+    except OSError:
+        return "", offset                   # not a readable file (a folder, a FIFO): nothing
+    if follower.restarted:
+        return "", 0
     text = clean(data.decode("utf-8", errors="replace"))
     if skipped:
         text = f"... {skipped:,} bytes skipped ...\n" + text
-    return text, offset + len(data)
-
-
-def _incomplete_utf8_tail(data: bytes) -> int:
-    """How many bytes at the end of `data` start a UTF-8 character that is not complete."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte & 0xC0 != 0x80:             # a lead byte (or ASCII)
-            need = 2 if byte >= 0xC0 else 1
-            need = 3 if byte >= 0xE0 else need
-            need = 4 if byte >= 0xF0 else need
-            return back if need > back else 0
-    return 0
+    return text, follower.offset

@@ -187,6 +187,12 @@ def _plain(value: Any) -> bool:
     return isinstance(value, list) and all(_plain(v) for v in value)
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return isinstance(value, str) and "\0" in value
+
+
 def _is_distribution(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DISTRIBUTIONS
 
@@ -325,6 +331,8 @@ class _Builder:
     def check_value(self, value: Any, table: str, key: str, nth: int = 0) -> None:
         self.expect(_plain(value), f'value of "{key}" is {type_name(value)}, expected a string, '
                     "number, boolean or a list of those", table, key, nth=nth)
+        self.expect(not _holds_nul(value), f'value of "{key}" holds a NUL character, which no '
+                    "argument can carry", table, key, nth=nth)
 
     def grid(self) -> dict[str, list]:
         grid = flatten(self.table("grid"))

@@ -63,3 +63,10 @@ def place(need: Need, devices: list[DeviceLoad], cpu_free: int,
     best = min(candidates, key=lambda d: (len(d.tenants),
                                           sum(t.mem_gb or 0 for t in d.tenants) - d.memory_gb))
     return [best.index]
+
+
+def reserve(need: Need, devices: list[DeviceLoad]) -> list[int]:
+    """The devices a waiting multi-GPU run holds back from later one-GPU runs: those with the
+    fewest runs now, which free first, so that it starts once they end."""
+    by_load = sorted(devices, key=lambda d: (len(d.tenants), d.index))
+    return [d.index for d in by_load[: need.gpus]]

@@ -106,7 +106,9 @@ def advance(store: Store, sweep: Sweep) -> tuple[int, dict] | None:
     if best is None:
         return None
     run = next(r for r in current.runs if r.id == best.run_ids[0])
-    base = {k: v for k, v in run.params.items() if k != "seed"}
+    # the seed is the sweep's to vary (`seeds`); a seed fixed in [params] stays with the base
+    varied_seed = bool(sweep.spec.get("seeds"))
+    base = {k: v for k, v in run.params.items() if k != "seed" or not varied_seed}
     number = current.number + 1
     points = stage_points(sweep, number, base)
     store.add_stage(sweep.id, number, base, [RunSpec(p, stage=number) for p in points],

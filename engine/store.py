@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gridrun.engine.clean import clean_metrics, clean_text
 from gridrun.engine.errors import GridrunError
 from gridrun.engine.matrix import RunSpec, SweepSpec, slug
 
@@ -538,12 +539,24 @@ class Store:
                 conn.executemany("UPDATE requests SET done = ? WHERE id = ?",
                                  [(time.time(), i) for i in ids])
 
-    def clear_requests(self) -> None:
-        """A new daemon starts with no leftover requests: they were meant for its predecessor."""
+    def clear_requests(self) -> list[int]:
+        """A new daemon starts with no leftover requests: a stop was meant for its predecessor.
+        A cancel still holds for its run: a run it names that is queued (a run requeued by the
+        restore included) is cancelled now. Returns the runs cancelled."""
+        cancelled = []
         with self.write() as conn:
-            conn.execute("UPDATE requests SET done = ? WHERE done IS NULL", (time.time(),))
+            now = time.time()
+            for (run_id,) in conn.execute("SELECT DISTINCT run_id FROM requests WHERE done IS "
+                                          "NULL AND kind = 'cancel'").fetchall():
+                cur = conn.execute("UPDATE runs SET status = 'cancelled', ended = ?, error = "
+                                   "'cancelled' WHERE id = ? AND status = 'queued'", (now, run_id))
+                if cur.rowcount:
+                    cancelled.append(run_id)
+            conn.execute("UPDATE requests SET done = ? WHERE done IS NULL", (now,))
+        return cancelled
 
-    def mark_running(self, run_id: int, device: str, pid: int, pid_start: str | None) -> bool:
+    def mark_running(self, run_id: int, device: str, pid: int | None = None,
+                     pid_start: str | None = None) -> bool:
         """queued -> running; False when the run was cancelled meanwhile."""
         with self.write() as conn:
             cur = conn.execute(
@@ -551,6 +564,13 @@ class Store:
                 "started = ?, ended = NULL, exit_code = NULL, error = NULL "
                 "WHERE id = ? AND status = 'queued'", (device, pid, pid_start, time.time(), run_id))
             return cur.rowcount == 1
+
+    def set_pid(self, run_id: int, pid: int, pid_start: str | None) -> None:
+        """The process of a run already marked running (marked first, so that a crash between
+        the two never leaves a started run marked queued)."""
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET pid = ?, pid_start = ? WHERE id = ?",
+                         (pid, pid_start, run_id))
 
     def finish(self, run_id: int, status: str, exit_code: int | None, error: str | None) -> None:
         assert status in FINISHED
@@ -584,6 +604,7 @@ class Store:
         """One transaction per daemon tick for every running run's new metrics."""
         if not updates:
             return
+        updates = [storable(u) for u in updates]
         with self.write() as conn:
             for u in updates:
                 # seq only grows within an attempt, even when rows are replaced, so that
@@ -593,6 +614,11 @@ class Store:
                 if u.replace_source:
                     conn.execute("DELETE FROM metrics WHERE run_id = ? AND source = ?",
                                  (u.run_id, u.replace_source))
+                if u.drop_from_epoch:
+                    source, epoch = u.drop_from_epoch
+                    conn.execute("DELETE FROM metrics WHERE run_id = ? AND source = ? AND "
+                                 "json_type(data, '$.epoch') IN ('integer', 'real') AND "
+                                 "json_extract(data, '$.epoch') >= ?", (u.run_id, source, epoch))
                 if u.rows:
                     conn.executemany(
                         "INSERT INTO metrics (run_id, seq, source, data) VALUES (?, ?, ?, ?)",
@@ -615,6 +641,21 @@ class Progress:
     flags: set[str]
     peak_mem_mb: float | None = None
     replace_source: str | None = None  # drop earlier rows of this source first
+    drop_from_epoch: tuple[str, float] | None = None  # (source, epoch): drop its rows from there
+
+
+def storable(u: Progress) -> Progress:
+    """A run's progress as strict JSON can hold it: whatever the run reported is cleaned here,
+    at the store's door (non-finite numbers become null and flag the run `diverged`)."""
+    rows, diverged = [], False
+    for row in u.rows:
+        row, nonfinite = clean_metrics(row)
+        rows.append(row)
+        diverged |= nonfinite
+    last, nonfinite = clean_metrics(u.last)
+    flags = {clean_text(f) for f in u.flags} | ({"diverged"} if diverged or nonfinite else set())
+    return Progress(u.run_id, u.source, rows, last, {clean_text(n) for n in u.names}, flags,
+                    u.peak_mem_mb, u.replace_source, u.drop_from_epoch)
 
 
 def open_store(home: str | Path) -> Store:

@@ -265,14 +265,14 @@ def test_kill_9_daemon_then_restart_finishes_everything_once(cli, tmp_path, chec
 
 def test_stop_lets_running_runs_finish_and_stop_now_requeues(cli, sweep_file):
     path = sweep_file("stp", "[grid]\nlr = [0.1, 0.2, 0.3]\nseed = [0]\n",
-                      script_args="--epochs 8 --sleep 0.15")
+                      script_args="--epochs 30 --sleep 0.15")  # long enough on a busy box
     cli("queue", "add", path, check=0)
     daemon = cli.start("queue", "run", "--watch")
     wait_for(lambda: by_index(cli.runs())[1]["status"] == "running", 20, what="run 1")
     assert "asked daemon" in cli("queue", "stop", check=0).stdout
     assert daemon.wait(timeout=30) == 0
     runs = by_index(cli.runs())
-    assert runs[1]["status"] == "done" and runs[1]["metrics"]["epoch"] == 8
+    assert runs[1]["status"] == "done" and runs[1]["metrics"]["epoch"] == 30
     assert runs[2]["status"] == "queued" and runs[3]["status"] == "queued"
     # --now interrupts and requeues
     daemon = cli.start("queue", "run", "--watch")

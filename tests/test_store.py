@@ -651,16 +651,28 @@ def test_save_progress_appends_in_order_and_replace_source_drops_stdout_rows(six
 
 
 def test_save_progress_is_one_transaction(six):
-    """A bad update (NaN cannot be stored as JSON) rolls back the whole tick."""
+    """A bad update (rows of a run that does not exist) rolls back the whole tick."""
     store, ids = six
     a, b = ids[:2]
-    with pytest.raises(ValueError):
+    with pytest.raises(Exception):
         store.save_progress([_progress(a, "report", [{"epoch": 1}]),
-                             _progress(b, "report", [{"loss": float("nan")}])])
+                             _progress(max(ids) + 1000, "report", [{"loss": 0.5}])])
     assert store.metrics(a) == [] and store.metrics(b) == []
     assert store.run(a).last_metrics == {}
     store.save_progress([_progress(a, "report", [{"epoch": 1}])])  # the store still works
     assert store.metrics(a) == [{"epoch": 1}]
+
+
+def test_save_progress_stores_nonfinite_values_anywhere_as_null_and_flags_the_run(six):
+    store, ids = six
+    a = ids[0]
+    row = {"epoch": 1, "loss": float("nan"), "per_class": [float("inf"), 0.5],
+           "d": {"x": [float("-inf")]}, "note": "bad \ud800 text"}
+    store.save_progress([_progress(a, "report", [row])])
+    assert store.metrics(a) == [{"epoch": 1, "loss": None, "per_class": [None, 0.5],
+                                 "d": {"x": [None]}, "note": "bad \ufffd text"}]
+    run = store.run(a)
+    assert run.last_metrics["loss"] is None and "diverged" in run.flags
 
 
 def _big(tmp_path: Path, n: int = 1200):
