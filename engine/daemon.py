@@ -123,7 +123,7 @@ class Daemon:
                 self.wait()
         finally:
             for child in list(self.children.values()):  # only on an unexpected error
-                executor.kill_group(child.proc.pid)
+                self.signal_child(child.proc, signal.SIGKILL)
             self.lock.release()
         return self.exit_code()
 
@@ -190,7 +190,7 @@ class Daemon:
             if child.pidfd is not None:
                 self.selector.unregister(child.pidfd)
                 os.close(child.pidfd)
-            executor.kill_group(child.proc.pid)   # whatever the script left behind
+            self.signal_child(child.proc, signal.SIGKILL)   # whatever the script left behind
             self._final_tail(child)
             self._conclude(child, code)
         return reaped
@@ -284,7 +284,7 @@ class Daemon:
             child.end_reason = reason
         if child.term_sent is None:
             child.term_sent = time.time()
-            executor.terminate_group(child.proc.pid)
+            self.signal_child(child.proc, signal.SIGTERM)
 
     def enforce_deadlines(self) -> None:
         now = time.time()
@@ -293,7 +293,7 @@ class Daemon:
                     and now - child.started > child.timeout_s:
                 self._terminate(child, "timeout")
             if child.term_sent is not None and now - child.term_sent > KILL_GRACE_S:
-                executor.kill_group(child.proc.pid)
+                self.signal_child(child.proc, signal.SIGKILL)
 
     def stop_all(self, requeue: bool) -> None:
         """SIGTERM or Ctrl-C on the daemon: stop every run as a group, requeue it, wait."""
@@ -304,7 +304,7 @@ class Daemon:
             self.reap()
             if time.time() > deadline:
                 for child in self.children.values():
-                    executor.kill_group(child.proc.pid)
+                    self.signal_child(child.proc, signal.SIGKILL)
             time.sleep(0.02)
 
     # -- placing and launching ----------------------------------------------------------------
@@ -408,7 +408,7 @@ class Daemon:
         try:
             self._prepare_attempt(run, run_dir)
             executor.write_run_files(run_dir, run.params, launch)
-            proc = executor.spawn(launch, run_dir / "stdout.log")
+            proc = self.spawn_process(run, launch, run_dir / "stdout.log")
         except OSError as e:
             error = f"could not start {launch.argv[0]!r}: {e.strerror or e}"
             self.store.fail_queued(run.id, error)
@@ -416,7 +416,7 @@ class Daemon:
             return None
         if not self.store.mark_running(run.id, launch.device, proc.pid,
                                        executor.process_start_time(proc.pid)):
-            executor.kill_group(proc.pid)  # cancelled between our read and now
+            self.signal_child(proc, signal.SIGKILL)  # cancelled between our read and now
             proc.wait()
             return None
         timeout_min = spec.get("resources", {}).get("timeout_min")
@@ -424,13 +424,29 @@ class Daemon:
                       started=time.time(), timeout_s=timeout_min * 60 if timeout_min else None,
                       tail=RunTail(run.id, run_dir, tuple(spec.get("parse_patterns", ()))))
         try:
-            child.pidfd = os.pidfd_open(proc.pid)
-            self.selector.register(child.pidfd, selectors.EVENT_READ, run.id)
+            child.pidfd = self.exit_fd(proc)
+            if child.pidfd is not None:
+                self.selector.register(child.pidfd, selectors.EVENT_READ, run.id)
         except (AttributeError, OSError):
             child.pidfd = None  # no pidfd (old kernel): the tick notices the exit instead
         self.children[run.id] = child
         self._emit("started", run.id, launch.device)
         return child
+
+    # -- how a run's process is started and signalled: the hook points a backend overrides
+    #    (engine.ray_backend.RayDaemon runs each run as a Ray actor on a cluster) -------------
+
+    def spawn_process(self, run: Run, launch: executor.Launch, log_path: Path):
+        """Start the run; a Popen or an object with Popen's poll(), wait() and pid."""
+        return executor.spawn(launch, log_path)
+
+    def signal_child(self, proc, sig: int) -> None:
+        """Signal the run's whole process group."""
+        executor.signal_group(proc.pid, sig)
+
+    def exit_fd(self, proc) -> int | None:
+        """A descriptor that turns readable when the run exits (None: the tick notices)."""
+        return os.pidfd_open(proc.pid)
 
     def _prepare_attempt(self, run: Run, run_dir: Path) -> None:
         """A new attempt appends to the run's files after a marker; the tail re-reads them

@@ -1,0 +1,90 @@
+"""Run one command on a Ray node so that it dies with the daemon that asked for it.
+
+Started by the run's Ray actor as `python ray_keeper.py GRACE_S ARGV...`, in a session of its
+own (so the run's process group is this session). Why two processes and not one: when a Ray
+actor dies (its driver, the daemon, died), Ray SIGKILLs the actor's direct children but leaves
+their descendants running (checked with Ray 2.60: a `sh -c 'sleep & sleep'` group outlives it).
+So the direct child (the *waiter*) only waits; its child (the *keeper*) starts the run in the
+same group and, when the waiter dies (PR_SET_PDEATHSIG), stops the whole group the way the
+daemon would: SIGTERM, then SIGKILL after the grace.
+
+Both exit the way the run did (its code, or the same signal), so the actor reads the run's
+own status from the waiter. SIGTERM/SIGINT sent to the group reach the run; the waiter and the
+keeper ignore them and wait for the run to end. Standard library only: this file runs on
+every node of the cluster.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+ORPHANED = signal.SIGUSR1   # what the keeper receives when the waiter dies
+
+
+def _ignore(signum, frame) -> None:
+    """A handler, not SIG_IGN: ignored signals would be inherited by the run through exec."""
+
+
+def _exit_like(code: int) -> None:
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        time.sleep(1)  # the signal is delivered before this ends
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float) -> None:
+    os.killpg(0, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(0, signal.SIGKILL)  # the keeper goes with the group
+
+
+def keeper(waiter: int, grace_s: float, argv: list[str]) -> None:
+    orphaned = []
+    signal.signal(ORPHANED, lambda signum, frame: orphaned.append(True))
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(ORPHANED), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # no prctl: the getppid() check below still notices, a little later
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        print(f"gridrun: could not start {argv[0]!r}: {e.strerror or e}", file=sys.stderr,
+              flush=True)
+        os._exit(127)
+    while True:
+        try:
+            proc.wait(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            if orphaned or os.getppid() != waiter:
+                _stop_group(proc, grace_s)
+    _exit_like(proc.returncode)
+
+
+def main(args: list[str]) -> None:
+    grace_s, argv = float(args[0]), args[1:]
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(signal.SIGINT, _ignore)
+    waiter = os.getpid()
+    child = os.fork()
+    if child == 0:
+        keeper(waiter, grace_s, argv)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+    _exit_like(os.waitstatus_to_exitcode(status))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
