@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +185,9 @@ class RayProc:
         return code
 
     def device(self) -> str | None:
-        if not self.info or "error" in self.info:
+        if self.info is None:
+            return "ray: starting"    # Ray is starting its actor (a worker process)
+        if "error" in self.info:
             return None
         gpus = self.info.get("gpus") or []
         return f"{self.info['node_ip']} " + (f"cuda:{','.join(gpus)}" if gpus else "cpu")

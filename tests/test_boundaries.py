@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT, cli_env
 
-HEAVY = ("torch", "torchvision", "textual", "numpy")
+HEAVY = ("torch", "torchvision", "textual", "numpy", "ray")
 
 
 def loaded_modules(code: str, env=None) -> set[str]:
@@ -22,12 +22,14 @@ def loaded_modules(code: str, env=None) -> set[str]:
 
 def test_engine_imports_nothing_heavy():
     code = ("import gridrun.engine.matrix, gridrun.engine.store, gridrun.engine.daemon, gridrun.engine.gpus, gridrun.engine.report, "
-            "gridrun.engine.results, gridrun.engine.control, gridrun.engine.tail")
+            "gridrun.engine.results, gridrun.engine.control, gridrun.engine.tail, "
+            "gridrun.engine.ray_backend, gridrun.engine.ray_node, gridrun.engine.ray_keeper")
     assert not loaded_modules(code) & set(HEAVY)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["queue", "ls"], ["queue", "status"],
-                                  ["queue", "add", "--help"], ["gpus"]])
+                                  ["queue", "add", "--help"], ["gpus"],
+                                  ["queue", "run", "--help"], ["gpus", "--help"]])
 def test_light_cli_commands_import_nothing_heavy(argv, tmp_path):
     env = cli_env(tmp_path / "home")
     code = (f"import sys; sys.argv = ['gridrun'] + {argv!r}\n"

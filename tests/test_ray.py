@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FAKE_TRAIN, ROOT, Cli, cli_env, wait_for
+from tests.ray_cluster import Cluster, Unavailable, local_cluster
 
 PY = json.dumps(sys.executable)
 TRAIN = json.dumps(str(FAKE_TRAIN))
-RAY = Path(sys.executable).with_name("ray")
 GRACE = "2"   # GRIDRUN_KILL_GRACE_S for the daemons and the nodes' keepers
 
 
@@ -38,17 +34,6 @@ def ray_installed() -> bool:
 
 needs_ray = pytest.mark.skipif(not ray_installed(), reason="Ray is not installed "
                                "(pip install 'gridrun[ray]'; `make test` installs it)")
-
-
-@dataclass
-class Cluster:
-    netns: str          # /proc/PID/ns/net of the namespace's holder
-    address: str
-    head_id: str
-    big_id: str
-
-    def enter(self) -> list[str]:
-        return ["nsenter", f"--net={self.netns}"]
 
 
 class RayCli(Cli):
@@ -72,84 +57,21 @@ class RayCli(Cli):
         return super().start(*args, env=env or self.env())
 
     def run_queue(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return self("queue", "run", *map(str, args), "--backend", "ray", timeout=timeout)
-
-
-def _node_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRIDRUN_", "RAY_"))}
-    # the nodes' workers import gridrun from this checkout, and their keepers use a short grace
-    env.update(PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0", GRIDRUN_KILL_GRACE_S=GRACE)
-    return env
-
-
-def _start_node(netns: str, log: Path, *args: str) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["nsenter", f"--net={netns}", str(RAY), "start", "--block",
-                                 "--disable-usage-stats", *args], stdout=out,
-                                stderr=subprocess.STDOUT, env=_node_env(),
-                                start_new_session=True)
-
-    def started():
-        if proc.poll() is not None:
-            raise AssertionError(f"ray start exited {proc.returncode}: {log.read_text()[-2000:]}")
-        return "Ray runtime started" in log.read_text(errors="replace")
-    wait_for(started, 120, 0.2, what=f"ray start {' '.join(args)}")
-    return proc
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-def _node_ids(cluster_netns: str, address: str) -> dict[str, str]:
-    probe = ("import json, ray; ray.init(address=%r, logging_level='ERROR');"
-             "print(json.dumps({('big' if n['Resources'].get('bigmem') else 'head'): n['NodeID'] "
-             "for n in ray.nodes() if n['Alive']}))" % address)
-    out = subprocess.run(["nsenter", f"--net={cluster_netns}", sys.executable, "-c", probe],
-                         env=_node_env(), capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+        return self("queue", "run", *map(str, args), "--backend", "ray",
+                    "--address", self.cluster.address, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def cluster():
+    """Node "head": 3 CPUs and 2 (logical) GPUs; node "big": 1 CPU and `bigmem = 1`."""
     if not ray_installed():
         pytest.skip("Ray is not installed")
-    if shutil.which("unshare") is None or shutil.which("nsenter") is None:
-        pytest.skip("needs unshare and nsenter (util-linux)")
-    # short: Ray's unix sockets live under it, and their paths have a length limit
-    temp = Path(tempfile.mkdtemp(prefix="grr", dir="/tmp"))
-    holder = subprocess.Popen(["unshare", "-n", "sh", "-c",
-                               "ip link set lo up && echo ready && exec sleep 3600"],
-                              stdout=subprocess.PIPE, text=True, start_new_session=True)
-    head = big = None
     try:
-        if holder.stdout.readline().strip() != "ready":
-            pytest.skip("cannot make a network namespace (needs root: unshare -n)")
-        netns = f"/proc/{holder.pid}/ns/net"
-        head = _start_node(netns, temp / "head.log", "--head", "--port=6379",
-                           "--num-cpus=3", "--num-gpus=2", "--include-dashboard=false",
-                           f"--temp-dir={temp}")
-        big = _start_node(netns, temp / "big.log", "--address=127.0.0.1:6379", "--num-cpus=1",
-                          "--num-gpus=0", '--resources={"bigmem": 1}',
-                          "--dashboard-agent-listen-port=52366",
-                          "--dashboard-agent-grpc-port=52367", "--metrics-export-port=52368",
-                          "--runtime-env-agent-port=52369")
-        ids = _node_ids(netns, "127.0.0.1:6379")
-        yield Cluster(netns, "127.0.0.1:6379", ids["head"], ids["big"])
-    finally:
-        _stop(big)
-        _stop(head)
-        os.killpg(holder.pid, signal.SIGKILL)
-        holder.wait()
-        shutil.rmtree(temp, ignore_errors=True)
+        with local_cluster(worker_args=("--num-cpus=1", "--num-gpus=0",
+                                        '--resources={"bigmem": 1}'), grace_s=GRACE) as c:
+            yield c
+    except Unavailable as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture
@@ -203,3 +125,137 @@ def test_a_sweep_runs_to_the_end_with_metrics_and_logs_home_and_a_failure_is_its
     assert "Epoch [1/3]" in log
     table = rcli("results", "good", "--format", "csv", check=0).stdout
     assert len(table.strip().splitlines()) == 4
+
+
+@needs_ray
+def test_cancel_and_timeout_reach_the_runs_process_group_on_its_node(rcli, tmp_path):
+    slow = sweep(tmp_path, "slow", "--epochs 200 --sleep 0.1 --child",
+                 "[grid]\nlr = [0.1]\n[resources]\ngpus = 0\ntimeout_min = 0.1\n")
+    long = sweep(tmp_path, "long", "--epochs 200 --sleep 0.1 --child --ignore-term",
+                 "[grid]\nlr = [0.2]\n[resources]\ngpus = 0\n")
+    daemon = rcli.start("queue", "run", slow, long, "--backend", "ray")
+    try:
+        def running_long():
+            runs = {r["sweep"]: r for r in rcli.runs()}
+            run = runs.get("long")
+            return run if run and run["status"] == "running" and \
+                (Path(run["run_dir"]) / "child.pid").exists() and \
+                run["metrics"].get("epoch", 0) >= 1 else None
+        run = wait_for(running_long, 90, 0.2, what="the long run to run")
+        grandchild = int((Path(run["run_dir"]) / "child.pid").read_text())
+        rcli("queue", "cancel", str(run["id"]), check=0)
+        out, err = daemon.communicate(timeout=90)
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+    assert daemon.returncode == 1, err   # the timed-out run failed
+    runs = {r["sweep"]: r for r in rcli.runs()}
+    assert runs["long"]["status"] == "cancelled"
+    assert runs["slow"]["status"] == "failed"
+    assert runs["slow"]["error"] == "timed out after 0.1 min"
+    # the cancelled run ignored SIGTERM: SIGKILL after the grace took its whole group
+    wait_for(lambda: not pid_alive(grandchild), 10, what="the cancelled run's grandchild to die")
+    slow_pid = Path(runs["slow"]["run_dir"]) / "child.pid"
+    if slow_pid.exists():   # (on a slow machine the timeout may come before the script starts)
+        child = int(slow_pid.read_text())
+        wait_for(lambda: not pid_alive(child), 10, what="the timed-out run's grandchild to die")
+
+
+@needs_ray
+def test_kill_9_of_the_daemon_stops_its_runs_and_the_next_daemon_recovers(rcli, tmp_path):
+    marker = tmp_path / "starts.txt"
+    crash = sweep(tmp_path, "crash", f"--epochs 6 --sleep 0.4 --checkpoint --child "
+                  f"--marker {marker}", "[grid]\nlr = [0.1, 0.2, 0.3]\n[resources]\ngpus = 0\n")
+    daemon = rcli.start("queue", "run", crash, "--backend", "ray")
+    try:
+        wait_for(lambda: any(r["status"] == "running" and r["metrics"].get("epoch", 0) >= 2
+                             for r in rcli.runs()), 90, 0.2, what="a run mid-way")
+    finally:
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait(timeout=10)
+    before = {r["index"]: r for r in rcli.runs()}
+    orphans = [r for r in before.values() if r["status"] == "running"]
+    assert orphans
+    # Ray ends the dead daemon's actors, and their keepers the runs' groups
+    first_pids = [int(line.split()[1]) for line in marker.read_text().splitlines()]
+    children = [int((Path(r["run_dir"]) / "child.pid").read_text()) for r in orphans
+                if (Path(r["run_dir"]) / "child.pid").exists()]
+    for pid in first_pids + children:
+        wait_for(lambda: not pid_alive(pid), 30, 0.1, what=f"run process {pid} to stop")
+    res = rcli.run_queue(timeout=150)
+    assert res.returncode == 0, res.stderr
+    after = {r["index"]: r for r in rcli.runs()}
+    assert all(r["status"] == "done" for r in after.values())
+    for idx, run in before.items():
+        if run["status"] == "done":
+            assert after[idx]["attempt"] == 1
+        if run["status"] == "running":
+            assert after[idx]["attempt"] == 2
+            history = rcli.json("queue", "show", str(run["id"]))["history"]
+            assert [h["epoch"] for h in history] == list(range(1, 7))
+            log = (Path(run["run_dir"]) / "stdout.log").read_text()
+            assert "--- gridrun: attempt 2 ---" in log
+            if run["metrics"].get("epoch", 0) >= 1:   # its checkpoint was written: it resumed
+                assert "resumed at epoch" in log
+    # each interrupted run started once more; none started twice in one attempt (a run the
+    # daemon had submitted but whose actor had not yet started never began its first)
+    attempts = [line.split()[2] for line in marker.read_text().splitlines()]
+    assert attempts.count("2") == len(orphans)
+    assert attempts.count("1") <= len(before) and set(attempts) <= {"1", "2"}
+
+
+@needs_ray
+def test_two_nodes_custom_resources_and_gpu_shares_decide_placement(rcli, tmp_path):
+    big = sweep(tmp_path, "big", "--epochs 2 --sleep 0.2",
+                "[grid]\nlr = [0.1, 0.2]\n[resources]\ngpus = 0\nray = { bigmem = 1 }\n")
+    gpu = sweep(tmp_path, "gpu", "--epochs 2 --sleep 0.2", "[grid]\nlr = [0.1, 0.2, 0.3]\n"
+                "[resources]\ngpus = 1\n")
+    huge = sweep(tmp_path, "huge", "--epochs 1", "[grid]\nlr = [0.1]\n[resources]\ngpus = 0\n"
+                 "ray = { bigmem = 2 }\n")
+    res = rcli.run_queue(big, gpu, huge, "--slots-per-gpu", "2")
+    assert res.returncode == 1, res.stderr
+    runs = rcli.runs()
+    by_sweep = {}
+    for r in runs:
+        by_sweep.setdefault(r["sweep"], []).append(r)
+    for r in by_sweep["big"]:
+        assert r["status"] == "done"
+        assert where(r)["node_id"] == rcli.cluster.big_id   # the only node with bigmem
+    # bigmem = 1 on one node: the two runs went one after the other
+    first, second = sorted(by_sweep["big"], key=lambda r: r["started"])
+    assert first["ended"] <= second["started"]
+    for r in by_sweep["gpu"]:
+        assert r["status"] == "done"
+        assert where(r)["node_id"] == rcli.cluster.head_id  # the only node with GPUs
+        assert r["device"].split()[-1] in ("cuda:0", "cuda:1")
+    (failed,) = by_sweep["huge"]
+    assert failed["status"] == "failed"
+    assert "no node of the Ray cluster has that much" in failed["error"]
+    assert "bigmem=2" in failed["error"]
+
+
+@needs_ray
+def test_gpus_lists_the_clusters_nodes(rcli):
+    nodes = json.loads(rcli("gpus", "--backend", "ray", "--address", rcli.cluster.address,
+                            "--json", check=0).stdout)["nodes"]
+    assert len(nodes) == 2
+    resources = sorted((n["resources"].get("GPU", 0), n["resources"].get("bigmem", 0))
+                       for n in nodes)
+    assert resources == [(0, 1), (2, 0)]
+    table = rcli("gpus", "--backend", "ray", check=0).stdout   # the address from RAY_ADDRESS
+    assert "127.0.0.1" in table and "bigmem=1" in table
+
+
+def test_without_ray_the_backend_says_how_to_install_it(cli, sweep_file, tmp_path):
+    blocker = tmp_path / "noray"
+    (blocker / "ray").mkdir(parents=True)
+    (blocker / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = cli_env(cli.home, PYTHONPATH=f"{blocker}{os.pathsep}{ROOT}")
+    path = sweep_file("s")
+    res = cli("queue", "run", path, "--backend", "ray", env=env)
+    assert res.returncode == 2
+    assert "--backend ray needs Ray" in res.stderr
+    assert "pip install 'gridrun[ray]'" in res.stderr
+    assert cli("queue", "ls", "--json", env=env, check=0).stdout.strip() == "[]"  # nothing queued
+    res = cli("gpus", "--backend", "ray", env=env)
+    assert res.returncode == 2 and "pip install 'gridrun[ray]'" in res.stderr
