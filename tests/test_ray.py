@@ -3,7 +3,8 @@
 The cluster lives in a network namespace of its own with only loopback (`unshare -n`), so
 Ray binds 127.0.0.1 and no test traffic leaves the machine; the daemons under test enter it
 with `nsenter`. Node "head": 3 CPUs and 2 (logical) GPUs; node "big": 1 CPU and the custom
-resource `bigmem = 1`. Both see this machine's filesystem, like a cluster on a shared one.
+resource `bigmem = 1`. Both see this machine's filesystem, like a cluster on a shared one,
+except one folder that "big" sees empty: a home there is not shared with that node.
 The cluster is stopped by its process groups' ids, never with `ray stop` (which would end
 every Ray process of the machine).
 """
@@ -63,12 +64,14 @@ class RayCli(Cli):
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Node "head": 3 CPUs and 2 (logical) GPUs; node "big": 1 CPU and `bigmem = 1`."""
+    """Node "head": 3 CPUs and 2 (logical) GPUs; node "big": 1 CPU and `bigmem = 1`, and
+    `cluster.hidden` is a folder it does not see (a box without the shared filesystem)."""
     if not ray_installed():
         pytest.skip("Ray is not installed")
     try:
         with local_cluster(worker_args=("--num-cpus=1", "--num-gpus=0",
-                                        '--resources={"bigmem": 1}'), grace_s=GRACE) as c:
+                                        '--resources={"bigmem": 1}'), grace_s=GRACE,
+                           hide_from_worker=True) as c:
             yield c
     except Unavailable as e:
         pytest.skip(str(e))
@@ -259,3 +262,24 @@ def test_without_ray_the_backend_says_how_to_install_it(cli, sweep_file, tmp_pat
     assert cli("queue", "ls", "--json", env=env, check=0).stdout.strip() == "[]"  # nothing queued
     res = cli("gpus", "--backend", "ray", env=env)
     assert res.returncode == 2 and "pip install 'gridrun[ray]'" in res.stderr
+
+
+@needs_ray
+def test_without_a_shared_home_the_runs_files_stream_home(cluster, tmp_path):
+    home = cluster.hidden / "home"            # the node "big" sees an empty folder here
+    rcli = RayCli(home, tmp_path, cluster)
+    path = sweep(tmp_path, "far", "--epochs 4 --report --checkpoint --garbage",
+                 "[grid]\nlr = [0.1, 0.2]\n[resources]\ngpus = 0\nray = { bigmem = 1 }\n")
+    res = rcli.run_queue(path)
+    assert res.returncode == 0, res.stderr
+    for run in rcli.runs():
+        assert run["status"] == "done"
+        assert where(run)["node_id"] == cluster.big_id and where(run)["shared"] is False
+        folder = Path(run["run_dir"])
+        history = rcli.json("queue", "show", str(run["id"]))["history"]
+        assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+        assert len((folder / "metrics.jsonl").read_text().splitlines()) == 4
+        log = (folder / "stdout.log").read_bytes()
+        assert log.count(b"garbage") == 4 and log.endswith(b"finished\n")
+        # the checkpoint stays where the run ran
+        assert not (folder / "ckpt.json").exists()
