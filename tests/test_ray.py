@@ -10,6 +10,7 @@ every Ray process of the machine).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -283,3 +284,36 @@ def test_without_a_shared_home_the_runs_files_stream_home(cluster, tmp_path):
         assert log.count(b"garbage") == 4 and log.endswith(b"finished\n")
         # the checkpoint stays where the run ran
         assert not (folder / "ckpt.json").exists()
+
+
+async def test_the_interface_shows_the_cluster_of_a_ray_daemon(home):
+    """The devices panel lists the nodes a `--backend ray` daemon wrote into daemon.json."""
+    from gridrun.engine.home import DaemonLock
+    from gridrun.engine.store import open_store
+    from gridrun.tui.app import GridrunApp
+    from gridrun.tui.widgets.gpu_panel import GpuPanel
+    from tests.conftest import wait_until
+
+    open_store(home)
+    lock = DaemonLock(home)
+    assert lock.acquire()   # this test plays the live daemon
+    try:
+        nodes = [{"ip": "10.0.0.1", "resources": {"CPU": 16.0, "GPU": 2.0}},
+                 {"ip": "10.0.0.2", "resources": {"CPU": 8.0, "bigmem": 1.0}}]
+        (home / "daemon.json").write_text(json.dumps({"pid": os.getpid(), "backend": "ray",
+                                                      "nodes": nodes}))
+        app = GridrunApp(home, start_daemon=False, refresh_s=0.2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            panel = app.screen.query_one(GpuPanel)
+
+            def shown() -> str:
+                from rich.console import Console
+
+                console = Console(width=120, file=io.StringIO(), record=True)
+                console.print(panel.content)
+                return console.export_text()
+            await wait_until(pilot, lambda: "10.0.0.2" in shown(), what="the cluster's nodes")
+            text = shown()
+            assert "10.0.0.1" in text and "2 GPU" in text and "bigmem=1" in text
+    finally:
+        lock.release()
