@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridrun.engine import executor
-from gridrun.engine.daemon import KILL_GRACE_S, Daemon, Options
+from gridrun.engine.daemon import KILL_GRACE_S, TICK_S, Daemon, Options
 from gridrun.engine.errors import GridrunError
 from gridrun.engine.store import Run, Store
 
 INSTALL_HINT = "pip install 'gridrun[ray]'"
 POLL_BYTES = 1 << 20          # per file and poll: a tick stays short however much a run prints
+POLL_WAIT_S = 0.2             # an actor answers a poll at once when its run ends, else after this
 START_TIMEOUT_S = 120.0       # a recovery reaper that no node answers is given up after this
 NODES_EVERY_S = 5.0           # nodes joining or leaving are noticed this often
 RAY_FILE = "ray.json"         # in the run folder: where the run went (node, pid), for recovery
@@ -120,21 +121,20 @@ class RayProc:
 
     poll() also moves the run's new output home: it takes the answer of the last poll sent
     to the actor (never waiting for it), appends its bytes to the local files, and sends the
-    next. The exit code is given only once every byte the run wrote is home.
+    next. The exit code is given only once every byte the run wrote is home. Then the actor
+    goes to `on_free` (the daemon's pool of idle actors) unless it failed.
     """
 
-    def __init__(self, ray, actor_class, request: dict[str, float], run_dir: Path,
-                 launch: executor.Launch):
+    def __init__(self, ray, actor, request: dict[str, float], run_dir: Path,
+                 launch: executor.Launch, on_free):
         self.ray = ray
+        self.actor = actor
         self.run_dir = run_dir
         self.request = request
+        self.on_free = on_free
         self.pid: int | None = None      # the run's process group on its node, once started
         self.info: dict | None = None    # node_id, node_ip, gpus, shared
         self.returncode: int | None = None
-        custom = {k: v for k, v in request.items() if k not in ("CPU", "GPU")}
-        self.actor = actor_class.options(num_cpus=request.get("CPU", 0),
-                                         num_gpus=request.get("GPU", 0), resources=custom,
-                                         max_restarts=0).remote()
         files = {name: (run_dir / name).read_bytes() for name in ("run.json", "config.toml")}
         self.pending = self.actor.start.remote(launch.argv, launch.cwd, launch.env,
                                                str(run_dir), files, KILL_GRACE_S)
@@ -149,13 +149,15 @@ class RayProc:
             answer = self.ray.get(ready[0])
         except Exception as e:  # noqa: BLE001 - the actor died, its node left, ...: this run's end
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            self.ray.kill(self.actor, no_restart=True)
+            self.actor = None
             return self._end(1, f"the run's Ray actor failed: {first[:300]}")
         if self.info is None:
             return self._started(answer)
         self._append(answer["chunks"])
         if answer["code"] is not None:
             return self._end(answer["code"], None)
-        self.pending = self.actor.poll.remote(POLL_BYTES)
+        self.pending = self.actor.poll.remote(POLL_BYTES, POLL_WAIT_S)
         return None
 
     def _started(self, info: dict) -> int | None:
@@ -163,11 +165,12 @@ class RayProc:
         if "error" in info:
             return self._end(127, info["error"])
         self.pid = info["pid"]
-        record = {k: info[k] for k in ("node_id", "node_ip", "pid", "start", "gpus", "shared")}
+        record = {k: info[k] for k in ("node_id", "node_ip", "pid", "start", "gpus", "shared",
+                                       "actor_pid")}
         tmp = self.run_dir / (RAY_FILE + ".tmp")
         tmp.write_text(json.dumps(record) + "\n")
         os.replace(tmp, self.run_dir / RAY_FILE)
-        self.pending = self.actor.poll.remote(POLL_BYTES)
+        self.pending = self.actor.poll.remote(POLL_BYTES, POLL_WAIT_S)
         return None
 
     def _append(self, chunks: dict[str, bytes]) -> None:
@@ -181,7 +184,8 @@ class RayProc:
                 log.write(f"gridrun: {reason}\n".encode())
         self.returncode = code
         self.pending = None
-        self.ray.kill(self.actor, no_restart=True)   # its resources go back to the cluster now
+        if self.actor is not None:
+            self.on_free(self.request, self.actor)
         return code
 
     def device(self) -> str | None:
@@ -223,6 +227,9 @@ class RayDaemon(Daemon):
         self.gpu_memory_gb: float | None = None
         self._actor_class = None
         self._requests: dict[int, dict[str, float]] = {}   # run id -> what it asked Ray for
+        # actors whose run ended, each holding its resources, for the next run asking the same
+        self.idle: list[tuple[dict[str, float], object]] = []
+        os.set_blocking(self._wake_r, False)   # wait() drains it without the selector
 
     def connect(self) -> None:
         if self.ray is None:
@@ -233,15 +240,25 @@ class RayDaemon(Daemon):
             self._refresh_nodes(force=True)
 
     def run(self) -> int:
-        self.connect()
+        try:
+            self.connect()
+        except BaseException:
+            self.lock.release()   # a cluster out of reach leaves the home to the next daemon
+            raise
         return super().run()
 
     def _describe_self(self) -> None:
         super()._describe_self()
         path = self.home / "daemon.json"
         info = json.loads(path.read_text())
-        info.update(backend="ray", address=self.address or os.environ.get("RAY_ADDRESS") or "auto",
-                    nodes=[{"ip": n.ip, "resources": n.resources} for n in self.nodes])
+        address = self.address or os.environ.get("RAY_ADDRESS") or "auto"
+        cpus = sum(n.resources.get("CPU", 0) for n in self.nodes)
+        gpus = sum(n.resources.get("GPU", 0) for n in self.nodes)
+        info.update(backend="ray", address=address,
+                    nodes=[{"ip": n.ip, "resources": n.resources} for n in self.nodes],
+                    # what `queue status` and the interface's header say about the devices
+                    gpus=f"Ray cluster at {address}: {len(self.nodes)} node(s), {cpus:g} CPU, "
+                         f"{gpus:g} GPU")
         tmp = self.home / "daemon.json.tmp"
         tmp.write_text(json.dumps(info) + "\n")
         os.replace(tmp, path)
@@ -251,9 +268,41 @@ class RayDaemon(Daemon):
     def spawn_process(self, run: Run, launch: executor.Launch, log_path: Path) -> RayProc:
         request = self._requests.pop(run.id)
         try:
-            return RayProc(self.ray, self._actor_class, request, log_path.parent, launch)
+            actor = self._actor_for(request)
+            return RayProc(self.ray, actor, request, log_path.parent, launch, self._free_actor)
         except Exception as e:  # noqa: BLE001 - a submit Ray refuses fails this run, not the daemon
             raise OSError(f"Ray refused the run: {e}") from None
+
+    def _actor_for(self, request: dict[str, float]):
+        for i, (held, actor) in enumerate(self.idle):
+            if held == request:
+                del self.idle[i]
+                return actor
+        custom = {k: v for k, v in request.items() if k not in ("CPU", "GPU")}
+        return self._actor_class.options(num_cpus=request.get("CPU", 0),
+                                         num_gpus=request.get("GPU", 0), resources=custom,
+                                         max_restarts=0).remote()
+
+    def _free_actor(self, request: dict[str, float], actor) -> None:
+        self.idle.append((request, actor))
+        self.launch_due = 0.0
+
+    def _drop_idle(self) -> None:
+        """Idle actors the launch pass did not reuse give their resources back."""
+        for _, actor in self.idle:
+            self.ray.kill(actor, no_restart=True)
+        self.idle = []
+
+    def wait(self) -> None:
+        """Sleep until an actor answers (a run's output, or its end), or one tick."""
+        pending = [c.proc.pending for c in self.children.values() if c.proc.pending is not None]
+        if not pending:
+            return super().wait()
+        self.ray.wait(pending, num_returns=1, timeout=TICK_S)
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
 
     def signal_child(self, proc, sig: int) -> None:
         proc.send_signal(sig)
@@ -312,6 +361,12 @@ class RayDaemon(Daemon):
         if now < self.launch_due:
             return
         self.launch_due = now + 1.0
+        try:
+            self._launch()
+        finally:
+            self._drop_idle()
+
+    def _launch(self) -> None:
         self._refresh_nodes()
         free: dict[str, float] = {}
         for node in self.nodes:

@@ -59,7 +59,9 @@ def _program(argv0: str, cwd: str, path: str | None) -> str | None:
 
 
 class RunActor:
-    """One run on the node Ray picked: start() once, then poll() until it reports the code."""
+    """Runs on the node Ray picked: start(), then poll() until it reports the code. The
+    daemon gives a finished actor the next run that asks for the same resources: a new actor
+    is a new Ray worker process, which costs seconds."""
 
     def __init__(self):
         self.proc: subprocess.Popen | None = None
@@ -70,6 +72,9 @@ class RunActor:
               run_files: dict[str, bytes], grace_s: float) -> dict:
         import ray
 
+        if self.proc is not None and self.proc.poll() is None:
+            return {**_node(), "error": "the actor still runs its previous run"}
+        self.proc, self.files, self.leftovers_killed = None, {}, False
         node = _node()
         where = f"node {node['node_ip']}"
         if not os.path.isdir(cwd):
@@ -97,10 +102,18 @@ class RunActor:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True)
         return {**node, "pid": self.proc.pid, "gpus": gpu_ids, "shared": shared,
+                "actor_pid": os.getpid(),
                 "start": executor.process_start_time(self.proc.pid)}
 
-    def poll(self, max_bytes: int) -> dict:
-        """New bytes of the run's files, and its exit code once they are all read."""
+    def poll(self, max_bytes: int, wait_s: float = 0.0) -> dict:
+        """New bytes of the run's files, and its exit code once they are all read. Waits up
+        to wait_s for the run to end first, so the daemon hears of an exit at once without
+        asking in a busy loop."""
+        if self.proc is not None and wait_s > 0:
+            try:
+                self.proc.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                pass
         code = None if self.proc is None else self.proc.poll()
         if code is not None and not self.leftovers_killed:
             executor.kill_group(self.proc.pid)   # whatever the script left behind

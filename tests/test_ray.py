@@ -147,6 +147,8 @@ def test_cancel_and_timeout_reach_the_runs_process_group_on_its_node(rcli, tmp_p
                 run["metrics"].get("epoch", 0) >= 1 else None
         run = wait_for(running_long, 90, 0.2, what="the long run to run")
         grandchild = int((Path(run["run_dir"]) / "child.pid").read_text())
+        status = rcli("queue", "status", check=0).stdout
+        assert "devices: Ray cluster at 127.0.0.1:6379: 2 node(s), 4 CPU, 2 GPU" in status
         rcli("queue", "cancel", str(run["id"]), check=0)
         out, err = daemon.communicate(timeout=90)
     finally:
@@ -228,6 +230,8 @@ def test_two_nodes_custom_resources_and_gpu_shares_decide_placement(rcli, tmp_pa
     # bigmem = 1 on one node: the two runs went one after the other
     first, second = sorted(by_sweep["big"], key=lambda r: r["started"])
     assert first["ended"] <= second["started"]
+    # and the second reused the first one's actor (a new one is a new worker process)
+    assert where(first)["actor_pid"] == where(second)["actor_pid"]
     for r in by_sweep["gpu"]:
         assert r["status"] == "done"
         assert where(r)["node_id"] == rcli.cluster.head_id  # the only node with GPUs
@@ -271,9 +275,17 @@ def test_without_a_shared_home_the_runs_files_stream_home(cluster, tmp_path):
     rcli = RayCli(home, tmp_path, cluster)
     path = sweep(tmp_path, "far", "--epochs 4 --report --checkpoint --garbage",
                  "[grid]\nlr = [0.1, 0.2]\n[resources]\ngpus = 0\nray = { bigmem = 1 }\n")
-    res = rcli.run_queue(path)
-    assert res.returncode == 0, res.stderr
-    for run in rcli.runs():
+    # a sweep whose folder the node lacks: that run fails, saying why
+    (cluster.hidden / "project").mkdir()
+    lost = sweep(cluster.hidden / "project", "lost", "--epochs 1",
+                 "[grid]\nlr = [0.1]\n[resources]\ngpus = 0\nray = { bigmem = 1 }\n")
+    res = rcli.run_queue(path, lost)
+    assert res.returncode == 1, res.stderr
+    (failed,) = rcli.runs("--sweep", "lost")
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("exit code 127: gridrun: working directory "
+                                      f"{cluster.hidden / 'project'} does not exist on node")
+    for run in rcli.runs("--sweep", "far"):
         assert run["status"] == "done"
         assert where(run)["node_id"] == cluster.big_id and where(run)["shared"] is False
         folder = Path(run["run_dir"])
