@@ -81,12 +81,12 @@ class Node:
 def _schedulable(resources: dict) -> dict[str, float]:
     hidden = ("memory", "object_store_memory")
     return {k: float(v) for k, v in resources.items()
-            if k not in hidden and not k.startswith("node:") and not k.startswith("accelerator_type:")}
+            if k not in hidden and not k.startswith(("node:", "accelerator_type:"))}
 
 
 def cluster_nodes(ray) -> list[Node]:
-    return [Node(n["NodeID"], n.get("NodeManagerAddress", "?"), _schedulable(n.get("Resources", {})))
-            for n in ray.nodes() if n.get("Alive")]
+    return [Node(n["NodeID"], n.get("NodeManagerAddress", "?"),
+                 _schedulable(n.get("Resources", {}))) for n in ray.nodes() if n.get("Alive")]
 
 
 def run_request(resources: dict, cluster_has_gpus: bool, gpu_memory_gb: float | None,

@@ -329,3 +329,63 @@ async def test_the_interface_shows_the_cluster_of_a_ray_daemon(home):
             assert "10.0.0.1" in text and "2 GPU" in text and "bigmem=1" in text
     finally:
         lock.release()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("{ CPU = 2 }", '"CPU" in ray = {...} is set by gridrun, expected a custom resource name'),
+    ("{ bigmem = -1 }", "ray resource bigmem must be a number > 0, got -1"),
+    ("{ bigmem = true }", "ray resource bigmem must be a number > 0, got true"),
+    ("3", "ray must be a table of resource = amount"),
+])
+def test_custom_ray_resources_are_checked_when_added(cli, sweep_file, value, message):
+    path = sweep_file("r", "[grid]\nlr = [0.1]\nseed = [0]\n[resources]\ngpus = 0\n"
+                      f"ray = {value}\n")
+    res = cli("queue", "add", path)
+    assert res.returncode == 2
+    line = res.stderr.splitlines()[0]
+    assert line.startswith(f"gridrun: {path}:8:") and message in line, res.stderr
+    assert cli("queue", "ls", "--json", check=0).stdout.strip() == "[]"
+
+
+KEEPER = ROOT / "engine" / "ray_keeper.py"
+
+
+def _keeper_parent(tmp_path: Path, script: str) -> subprocess.Popen:
+    """A stand-in for the Ray actor: starts the keeper in its own session, as the actor does,
+    and waits for it."""
+    code = ("import subprocess, sys\n"
+            f"p = subprocess.Popen([sys.executable, '-I', {str(KEEPER)!r}, '1', sys.executable, "
+            f"'-c', {script!r}], start_new_session=True)\n"
+            "print(p.pid, flush=True)\n"
+            "sys.exit(p.wait() & 0xff)\n")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+
+
+def test_the_keeper_stops_the_runs_group_when_its_actor_dies(tmp_path):
+    # the run: a grandchild too, and SIGTERM ignored, so the keeper must escalate to SIGKILL
+    script = ("import os, signal, subprocess, sys, time\n"
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+              "open('pids', 'w').write(f'{os.getpid()} {c.pid}')\n"
+              "time.sleep(300)\n")
+    parent = _keeper_parent(tmp_path, script)
+    waiter = int(parent.stdout.readline())
+    wait_for(lambda: (tmp_path / "pids").exists() and (tmp_path / "pids").read_text(), 20,
+             what="the run to start")
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    # Ray kills the actor and SIGKILLs its direct children: the waiter
+    parent.kill()
+    os.kill(waiter, signal.SIGKILL)
+    parent.wait()
+    for pid in pids:
+        wait_for(lambda: not pid_alive(pid), 20, what=f"process {pid} of the run to die")
+
+
+@pytest.mark.parametrize("script, code", [("import sys; sys.exit(3)", 3),
+                                          ("import os, signal; os.kill(os.getpid(), 15)", -15),
+                                          ("pass", 0)])
+def test_the_keeper_ends_the_way_the_run_ended(tmp_path, script, code):
+    res = subprocess.run([sys.executable, "-I", str(KEEPER), "1", sys.executable, "-c", script],
+                         timeout=30)
+    assert res.returncode == code

@@ -19,7 +19,8 @@ class Backend(str, Enum):
 
 
 BackendOption = Annotated[Backend, typer.Option(
-    "--backend", help="Where runs go: this machine, or a Ray cluster (pip install 'gridrun[ray]').")]
+    "--backend",
+    help="Where runs go: this machine, or a Ray cluster (pip install 'gridrun[ray]').")]
 AddressOption = Annotated[Optional[str], typer.Option(
     "--address", help="The Ray cluster's address, as `ray.init` takes it [default: $RAY_ADDRESS, "
     "else a cluster started on this machine].", show_default=False)]
