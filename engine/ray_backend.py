@@ -410,6 +410,8 @@ class RayDaemon(Daemon):
         for child in self.children.values():
             device = child.proc.device()
             if device is not None and child.device != device:
+                if child.proc.pid is not None:
+                    child.started = time.time()   # timeout_min counts from the start on its node
                 child.device = device
                 self.store.set_device(child.run.id, device)
         super().poll_tails()

@@ -389,3 +389,38 @@ def test_the_keeper_ends_the_way_the_run_ended(tmp_path, script, code):
     res = subprocess.run([sys.executable, "-I", str(KEEPER), "1", sys.executable, "-c", script],
                          timeout=30)
     assert res.returncode == code
+
+
+def test_recovery_stops_only_the_group_of_the_run_it_names(tmp_path):
+    """What the next daemon asks each node to do for a run its predecessor left running."""
+    from gridrun.engine.ray_node import stop_leftover
+
+    run_dir = str(tmp_path / "run")
+    script = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', " \
+             "'import time; time.sleep(300)']); time.sleep(300)"
+    group = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                             env={**os.environ, "GRIDRUN_RUN_DIR": run_dir})
+    try:
+        wait_for(lambda: len(_group_members(group.pid)) == 2, 20, what="the run and its child")
+        assert stop_leftover(group.pid, str(tmp_path / "another"), 1.0) is False
+        assert len(_group_members(group.pid)) == 2          # not the run it names: untouched
+        assert stop_leftover(group.pid, run_dir, 1.0) is True
+        group.wait(timeout=10)
+        wait_for(lambda: not _group_members(group.pid), 10, what="the whole group to die")
+    finally:
+        if group.poll() is None:
+            os.killpg(group.pid, signal.SIGKILL)
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
