@@ -31,6 +31,7 @@ from pathlib import Path
 from gridrun.engine import executor
 from gridrun.engine.daemon import KILL_GRACE_S, TICK_S, Daemon, Options
 from gridrun.engine.errors import GridrunError
+from gridrun.engine.ray_node import STREAMED
 from gridrun.engine.store import Run, Store
 
 INSTALL_HINT = "pip install 'gridrun[ray]'"
@@ -149,12 +150,13 @@ class RayProc:
             answer = self.ray.get(ready[0])
         except Exception as e:  # noqa: BLE001 - the actor died, its node left, ...: this run's end
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            self.ray.kill(self.actor, no_restart=True)
-            self.actor = None
-            return self._end(1, f"the run's Ray actor failed: {first[:300]}")
-        if self.info is None:
-            return self._started(answer)
-        self._append(answer["chunks"])
+            return self._fail(f"the run's Ray actor failed: {first[:300]}")
+        try:
+            if self.info is None:
+                return self._started(answer)
+            self._append(answer["chunks"])
+        except OSError as e:   # the local disk is full, the folder went away: this run's end
+            return self._fail(f"cannot write the run's files home: {e.strerror or e}")
         if answer["code"] is not None:
             return self._end(answer["code"], None)
         self.pending = self.actor.poll.remote(POLL_BYTES, POLL_WAIT_S)
@@ -175,17 +177,31 @@ class RayProc:
 
     def _append(self, chunks: dict[str, bytes]) -> None:
         for name, data in chunks.items():
-            with open(self.run_dir / name, "ab") as f:
-                f.write(data)
+            if name in STREAMED:
+                with open(self.run_dir / name, "ab") as f:
+                    f.write(data)
+
+    def _fail(self, reason: str) -> int:
+        """The actor is lost to this run: killing it makes Ray kill the run's waiter, and the
+        keeper then stops the run's group on its node."""
+        try:
+            self.ray.kill(self.actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.actor = None
+        return self._end(1, reason)
 
     def _end(self, code: int, reason: str | None) -> int:
-        if reason is not None:
-            with open(self.run_dir / "stdout.log", "ab") as log:
-                log.write(f"gridrun: {reason}\n".encode())
         self.returncode = code
         self.pending = None
         if self.actor is not None:
             self.on_free(self.request, self.actor)
+        if reason is not None:   # the daemon quotes the log's last lines as the run's error
+            try:
+                with open(self.run_dir / "stdout.log", "ab") as log:
+                    log.write(f"gridrun: {reason}\n".encode())
+            except OSError:
+                pass
         return code
 
     def device(self) -> str | None:

@@ -4,9 +4,10 @@ Started by the run's Ray actor as `python ray_keeper.py GRACE_S ARGV...`, in a s
 own (so the run's process group is this session). Why two processes and not one: when a Ray
 actor dies (its driver, the daemon, died), Ray SIGKILLs the actor's direct children but leaves
 their descendants running (checked with Ray 2.60: a `sh -c 'sleep & sleep'` group outlives it).
-So the direct child (the *waiter*) only waits; its child (the *keeper*) starts the run in the
-same group and, when the waiter dies (PR_SET_PDEATHSIG), stops the whole group the way the
-daemon would: SIGTERM, then SIGKILL after the grace.
+So the direct child (the *waiter*) only waits, and leaves when its actor is gone however it
+went; its child (the *keeper*) starts the run in the same group and, when the waiter dies
+(PR_SET_PDEATHSIG), stops the whole group the way the daemon would: SIGTERM, then SIGKILL
+after the grace.
 
 Both exit the way the run did (its code, or the same signal), so the actor reads the run's
 own status from the waiter. SIGTERM/SIGINT sent to the group reach the run; the waiter and the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -73,17 +75,26 @@ def main(args: list[str]) -> None:
     grace_s, argv = float(args[0]), args[1:]
     signal.signal(signal.SIGTERM, _ignore)
     signal.signal(signal.SIGINT, _ignore)
-    waiter = os.getpid()
+    actor, waiter = os.getppid(), os.getpid()
     child = os.fork()
     if child == 0:
         keeper(waiter, grace_s, argv)
+    try:
+        exited = os.pidfd_open(child)   # readable when the keeper exits
+    except (AttributeError, OSError):
+        exited = None
     while True:
-        try:
-            _, status = os.waitpid(child, 0)
-            break
-        except InterruptedError:
-            continue
-    _exit_like(os.waitstatus_to_exitcode(status))
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            _exit_like(os.waitstatus_to_exitcode(status))
+        if os.getppid() != actor:
+            # the actor died without Ray killing us (its worker was SIGKILLed): leaving is
+            # how the keeper learns of it
+            os._exit(1)
+        if exited is not None:
+            select.select([exited], [], [], 0.5)
+        else:
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":

@@ -168,6 +168,29 @@ def test_cancel_and_timeout_reach_the_runs_process_group_on_its_node(rcli, tmp_p
 
 
 @needs_ray
+def test_a_run_whose_actor_dies_fails_and_its_group_stops(rcli, tmp_path):
+    path = sweep(tmp_path, "lost", "--epochs 200 --sleep 0.1 --child",
+                 "[grid]\nlr = [0.1]\n[resources]\ngpus = 0\n")
+    daemon = rcli.start("queue", "run", path, "--backend", "ray")
+    try:
+        def started():
+            runs = rcli.runs()
+            return runs and (Path(runs[0]["run_dir"]) / "child.pid").exists() and runs[0]
+        run = wait_for(started, 90, 0.2, what="the run to start")
+        grandchild = int((Path(run["run_dir"]) / "child.pid").read_text())
+        os.kill(where(run)["actor_pid"], signal.SIGKILL)   # its Ray worker dies
+        out, err = daemon.communicate(timeout=90)
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+    assert daemon.returncode == 1, err
+    (run,) = rcli.runs()
+    assert run["status"] == "failed"
+    assert run["error"].startswith("exit code 1: ") and "the run's Ray actor failed" in run["error"]
+    wait_for(lambda: not pid_alive(grandchild), 20, what="the run's group to stop")
+
+
+@needs_ray
 def test_kill_9_of_the_daemon_stops_its_runs_and_the_next_daemon_recovers(rcli, tmp_path):
     marker = tmp_path / "starts.txt"
     crash = sweep(tmp_path, "crash", f"--epochs 6 --sleep 0.4 --checkpoint --child "
@@ -362,7 +385,8 @@ def _keeper_parent(tmp_path: Path, script: str) -> subprocess.Popen:
                             cwd=tmp_path)
 
 
-def test_the_keeper_stops_the_runs_group_when_its_actor_dies(tmp_path):
+@pytest.mark.parametrize("ray_kills_the_waiter", [True, False], ids=["by-ray", "worker-killed"])
+def test_the_keeper_stops_the_runs_group_when_its_actor_dies(tmp_path, ray_kills_the_waiter):
     # the run: a grandchild too, and SIGTERM ignored, so the keeper must escalate to SIGKILL
     script = ("import os, signal, subprocess, sys, time\n"
               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
@@ -374,9 +398,11 @@ def test_the_keeper_stops_the_runs_group_when_its_actor_dies(tmp_path):
     wait_for(lambda: (tmp_path / "pids").exists() and (tmp_path / "pids").read_text(), 20,
              what="the run to start")
     pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
-    # Ray kills the actor and SIGKILLs its direct children: the waiter
+    # Ray kills the actor and SIGKILLs its direct children (the waiter); a worker that is
+    # SIGKILLed itself leaves them be
     parent.kill()
-    os.kill(waiter, signal.SIGKILL)
+    if ray_kills_the_waiter:
+        os.kill(waiter, signal.SIGKILL)
     parent.wait()
     for pid in pids:
         wait_for(lambda: not pid_alive(pid), 20, what=f"process {pid} of the run to die")
