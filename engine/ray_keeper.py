@@ -11,8 +11,8 @@ after the grace.
 
 Both exit the way the run did (its code, or the same signal), so the actor reads the run's
 own status from the waiter. SIGTERM/SIGINT sent to the group reach the run; the waiter and the
-keeper ignore them and wait for the run to end. Standard library only: this file runs on
-every node of the cluster.
+keeper ignore them and wait for the run to end. Standard library only, and only its fastest
+modules (no subprocess): it starts with every run, as `python -I -S`, in about 40 ms.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import ctypes
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 
@@ -40,12 +39,42 @@ def _exit_like(code: int) -> None:
     os._exit(code if code >= 0 else 128 - code)
 
 
-def _stop_group(proc: subprocess.Popen, grace_s: float) -> None:
+def _wait(pid: int, every_s: float, check=None) -> int:
+    """Wait for child `pid` to exit (its pidfd wakes us at once); call check() every_s."""
+    try:
+        exited = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        exited = None
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if check is not None:
+            check()
+        if exited is not None:
+            select.select([exited], [], [], every_s)
+        else:
+            time.sleep(min(every_s, 0.05))
+
+
+def _stop_group(run: int, grace_s: float) -> None:
     os.killpg(0, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while proc.poll() is None and time.monotonic() < deadline:
+    while time.monotonic() < deadline and os.waitpid(run, os.WNOHANG)[0] == 0:
         time.sleep(0.05)
     os.killpg(0, signal.SIGKILL)  # the keeper goes with the group
+
+
+def _start(argv: list[str]) -> int:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.execvp(argv[0], argv)
+        except OSError as e:
+            os.write(2, f"gridrun: could not start {argv[0]!r}: {e.strerror or e}\n".encode())
+        os._exit(127)
+    return pid
 
 
 def keeper(waiter: int, grace_s: float, argv: list[str]) -> None:
@@ -55,20 +84,12 @@ def keeper(waiter: int, grace_s: float, argv: list[str]) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(ORPHANED), 0, 0, 0)
     except (OSError, AttributeError):
         pass  # no prctl: the getppid() check below still notices, a little later
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
-    except OSError as e:
-        print(f"gridrun: could not start {argv[0]!r}: {e.strerror or e}", file=sys.stderr,
-              flush=True)
-        os._exit(127)
-    while True:
-        try:
-            proc.wait(timeout=0.2)
-            break
-        except subprocess.TimeoutExpired:
-            if orphaned or os.getppid() != waiter:
-                _stop_group(proc, grace_s)
-    _exit_like(proc.returncode)
+    run = _start(argv)
+
+    def check():
+        if orphaned or os.getppid() != waiter:
+            _stop_group(run, grace_s)
+    _exit_like(_wait(run, 0.2, check))
 
 
 def main(args: list[str]) -> None:
@@ -79,22 +100,13 @@ def main(args: list[str]) -> None:
     child = os.fork()
     if child == 0:
         keeper(waiter, grace_s, argv)
-    try:
-        exited = os.pidfd_open(child)   # readable when the keeper exits
-    except (AttributeError, OSError):
-        exited = None
-    while True:
-        done, status = os.waitpid(child, os.WNOHANG)
-        if done:
-            _exit_like(os.waitstatus_to_exitcode(status))
+
+    def check():
         if os.getppid() != actor:
             # the actor died without Ray killing us (its worker was SIGKILLed): leaving is
             # how the keeper learns of it
             os._exit(1)
-        if exited is not None:
-            select.select([exited], [], [], 0.5)
-        else:
-            time.sleep(0.1)
+    _exit_like(_wait(child, 0.5, check))
 
 
 if __name__ == "__main__":

@@ -98,8 +98,8 @@ class RunActor:
             return {**node, "error": f"could not start {argv[0]!r} on {where}: not found"}
         with open(folder / "stdout.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", str(KEEPER), str(grace_s), *argv], cwd=cwd, env=full_env,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-I", "-S", str(KEEPER), str(grace_s), *argv], cwd=cwd,
+                env=full_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True)
         return {**node, "pid": self.proc.pid, "gpus": gpu_ids, "shared": shared,
                 "actor_pid": os.getpid(),

@@ -377,8 +377,8 @@ def _keeper_parent(tmp_path: Path, script: str) -> subprocess.Popen:
     """A stand-in for the Ray actor: starts the keeper in its own session, as the actor does,
     and waits for it."""
     code = ("import subprocess, sys\n"
-            f"p = subprocess.Popen([sys.executable, '-I', {str(KEEPER)!r}, '1', sys.executable, "
-            f"'-c', {script!r}], start_new_session=True)\n"
+            f"p = subprocess.Popen([sys.executable, '-I', '-S', {str(KEEPER)!r}, '1', "
+            f"sys.executable, '-c', {script!r}], start_new_session=True)\n"
             "print(p.pid, flush=True)\n"
             "sys.exit(p.wait() & 0xff)\n")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
@@ -412,8 +412,8 @@ def test_the_keeper_stops_the_runs_group_when_its_actor_dies(tmp_path, ray_kills
                                           ("import os, signal; os.kill(os.getpid(), 15)", -15),
                                           ("pass", 0)])
 def test_the_keeper_ends_the_way_the_run_ended(tmp_path, script, code):
-    res = subprocess.run([sys.executable, "-I", str(KEEPER), "1", sys.executable, "-c", script],
-                         timeout=30)
+    res = subprocess.run([sys.executable, "-I", "-S", str(KEEPER), "1", sys.executable, "-c",
+                          script], timeout=30)
     assert res.returncode == code
 
 
