@@ -11,7 +11,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,train]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,train,ray]'
 	touch $(STAMP)
 
 # The example sweep: in a terminal, the interface opens on it as it runs (the daemon it starts

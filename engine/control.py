@@ -132,7 +132,7 @@ def replay_command(run: Run) -> str | None:
 
 
 def start_daemon(home: Path, *, watch: bool = True, cpu_slots: int = 1,
-                 slots_per_gpu: int | None = None) -> int:
+                 slots_per_gpu: int | None = None, backend_args: tuple[str, ...] = ()) -> int:
     """Start `gridrun queue run` in its own session and wait until it holds the lock; returns
     its pid. The interface uses this: it never owns runs.
 
@@ -147,6 +147,7 @@ def start_daemon(home: Path, *, watch: bool = True, cpu_slots: int = 1,
         argv.append("--watch")
     if slots_per_gpu:
         argv += ["--slots-per-gpu", str(slots_per_gpu)]
+    argv += backend_args   # `--backend ray --address ADDR`: the cluster the daemon runs on
     home.mkdir(parents=True, exist_ok=True)
     with open(home / "daemon.log", "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

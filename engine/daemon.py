@@ -127,7 +127,7 @@ class Daemon:
                 self.wait()
         finally:
             for child in list(self.children.values()):  # only on an unexpected error
-                executor.kill_group(child.proc.pid)
+                self.signal_child(child.proc, signal.SIGKILL)
             self.lock.release()
         return self.exit_code()
 
@@ -196,7 +196,7 @@ class Daemon:
             if child.pidfd is not None:
                 self.selector.unregister(child.pidfd)
                 os.close(child.pidfd)
-            executor.kill_group(child.proc.pid)   # whatever the script left behind
+            self.signal_child(child.proc, signal.SIGKILL)   # whatever the script left behind
             try:
                 self._final_tail(child)
             except Exception as e:  # noqa: BLE001 - one run's data ends that run only
@@ -304,7 +304,7 @@ class Daemon:
             child.fault = reason
         child.end_reason = "fault"
         child.tail = None
-        executor.kill_group(child.proc.pid)
+        self.signal_child(child.proc, signal.SIGKILL)
 
     # -- requests and deadlines ---------------------------------------------------------------
 
@@ -328,7 +328,7 @@ class Daemon:
             child.end_reason = reason
         if child.term_sent is None:
             child.term_sent = time.time()
-            executor.terminate_group(child.proc.pid)
+            self.signal_child(child.proc, signal.SIGTERM)
 
     def enforce_deadlines(self) -> None:
         now = time.time()
@@ -337,7 +337,7 @@ class Daemon:
                     and now - child.started > child.timeout_s:
                 self._terminate(child, "timeout")
             if child.term_sent is not None and now - child.term_sent > KILL_GRACE_S:
-                executor.kill_group(child.proc.pid)
+                self.signal_child(child.proc, signal.SIGKILL)
 
     def stop_all(self, requeue: bool) -> None:
         """SIGTERM or Ctrl-C on the daemon: stop every run as a group, requeue it, wait."""
@@ -348,7 +348,7 @@ class Daemon:
             self.reap()
             if time.time() > deadline:
                 for child in self.children.values():
-                    executor.kill_group(child.proc.pid)
+                    self.signal_child(child.proc, signal.SIGKILL)
             time.sleep(0.02)
 
     # -- placing and launching ----------------------------------------------------------------
@@ -481,7 +481,7 @@ class Daemon:
         if not self.store.mark_running(run.id, launch.device):
             return None  # cancelled between our read and now
         try:
-            proc = executor.spawn(launch, run_dir / "stdout.log", self.home)
+            proc = self.spawn_process(run, launch, run_dir / "stdout.log")
         except Exception as e:  # noqa: BLE001
             reason = e.strerror if isinstance(e, OSError) and e.strerror else executor.one_line(e)
             error = f"could not start {launch.argv[0]!r}: {reason}"
@@ -498,12 +498,28 @@ class Daemon:
         except Exception as e:  # noqa: BLE001
             self._fault(child, f"could not record the run's process: {executor.one_line(e)}")
         try:
-            child.pidfd = os.pidfd_open(proc.pid)
-            self.selector.register(child.pidfd, selectors.EVENT_READ, run.id)
+            child.pidfd = self.exit_fd(proc)
+            if child.pidfd is not None:
+                self.selector.register(child.pidfd, selectors.EVENT_READ, run.id)
         except (AttributeError, OSError):
             child.pidfd = None  # no pidfd (old kernel): the tick notices the exit instead
         self._emit("started", run.id, launch.device)
         return child
+
+    # -- how a run's process is started and signalled: the hook points a backend overrides
+    #    (engine.ray_backend.RayDaemon runs each run as a Ray actor on a cluster) -------------
+
+    def spawn_process(self, run: Run, launch: executor.Launch, log_path: Path):
+        """Start the run; a Popen or an object with Popen's poll(), wait() and pid."""
+        return executor.spawn(launch, log_path, self.home)
+
+    def signal_child(self, proc, sig: int) -> None:
+        """Signal the run's whole process group."""
+        executor.signal_group(proc.pid, sig)
+
+    def exit_fd(self, proc) -> int | None:
+        """A descriptor that turns readable when the run exits (None: the tick notices)."""
+        return os.pidfd_open(proc.pid)
 
     def _prepare_attempt(self, run: Run, run_dir: Path) -> None:
         """A new attempt appends to the run's files after a marker; the tail re-reads them

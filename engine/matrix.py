@@ -32,7 +32,9 @@ MAX_RUNS = 100_000
 NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 TOP_KEYS = ("name", "description", "metric", "mode", "seeds", "command", "workdir", "params",
             "grid", "zip", "sample", "include", "exclude", "resources", "parse", "stages")
-RESOURCE_KEYS = ("gpus", "gpu_mem_gb", "timeout_min", "retries", "priority")
+RESOURCE_KEYS = ("gpus", "gpu_mem_gb", "timeout_min", "retries", "priority", "ray")
+# Ray's own resource names: `gpus` and the CPU share already ask for them
+RAY_RESERVED = ("CPU", "GPU", "memory", "object_store_memory")
 STAGE_KEYS = ("name", "grid", "zip", "params")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
 # names a command template may use besides the parameters
@@ -47,6 +49,7 @@ class Resources:
     timeout_min: float | None = None
     retries: int = 0
     priority: int = 0
+    ray: dict[str, float] | None = None   # custom Ray resources per run (--backend ray only)
 
 
 @dataclass(frozen=True)
@@ -596,7 +599,24 @@ class _Builder:
                     "priority must be an integer", "resources", "priority")
         return Resources(gpus=number("gpus", True, 0, None), gpu_mem_gb=mem,
                          timeout_min=timeout, retries=number("retries", True, 0, 0),
-                         priority=priority)
+                         priority=priority, ray=self.ray_resources(table.get("ray")))
+
+    def ray_resources(self, value: Any) -> dict[str, float] | None:
+        """`ray = { bigmem = 1 }`: custom resources a node offers (`ray start --resources`)."""
+        if value is None:
+            return None
+        self.expect(isinstance(value, dict), "ray must be a table of resource = amount, like "
+                    "{ bigmem = 1 }", "resources", "ray")
+        for name, amount in value.items():
+            self.expect(name not in RAY_RESERVED and not name.startswith("node:"),
+                        f'"{name}" in ray = {{...}} is set by gridrun, expected a custom '
+                        "resource name", "resources", "ray",
+                        hint="`gpus` and `gpu_mem_gb` ask for GPUs; every run holds one CPU")
+            self.expect(isinstance(amount, (int, float)) and not isinstance(amount, bool)
+                        and math.isfinite(amount) and amount > 0,
+                        f"ray resource {name} must be a number > 0, got {toml_repr(amount)}",
+                        "resources", "ray")
+        return {name: float(amount) for name, amount in value.items()}
 
     def parse_patterns(self) -> tuple[str, ...]:
         table = self.table("parse")

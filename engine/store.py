@@ -572,6 +572,12 @@ class Store:
             conn.execute("UPDATE runs SET pid = ?, pid_start = ? WHERE id = ?",
                          (pid, pid_start, run_id))
 
+    def set_device(self, run_id: int, device: str) -> None:
+        """Where a running run runs, once a cluster has told (see engine.ray_backend)."""
+        with self.write() as conn:
+            conn.execute("UPDATE runs SET device = ? WHERE id = ? AND status = 'running'",
+                         (device, run_id))
+
     def finish(self, run_id: int, status: str, exit_code: int | None, error: str | None) -> None:
         assert status in FINISHED
         with self.write() as conn:

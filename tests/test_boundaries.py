@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import ROOT, cli_env
 
-HEAVY = ("torch", "torchvision", "textual", "numpy")
+HEAVY = ("torch", "torchvision", "textual", "numpy", "ray")
 
 
 def loaded_modules(code: str) -> set[str]:
@@ -43,7 +43,8 @@ def run_cli(argv: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProces
 def test_engine_imports_nothing_heavy():
     code = ("import gridrun.engine.matrix, gridrun.engine.store, gridrun.engine.daemon, "
             "gridrun.engine.gpus, gridrun.engine.report, gridrun.engine.results, "
-            "gridrun.engine.control, gridrun.engine.tail")
+            "gridrun.engine.control, gridrun.engine.tail, gridrun.engine.ray_backend, "
+            "gridrun.engine.ray_node, gridrun.engine.ray_keeper")
     modules = loaded_modules(code)
     assert "gridrun.engine.daemon" in modules
     assert not modules & set(HEAVY)
@@ -55,6 +56,8 @@ def test_engine_imports_nothing_heavy():
     (["queue", "status"], "daemon: stopped"),
     (["queue", "add", "--help"], "Usage: gridrun queue add"),
     (["gpus"], ""),
+    (["queue", "run", "--help"], "--backend"),
+    (["gpus", "--help"], "--address"),
 ])
 def test_light_cli_commands_import_nothing_heavy(argv, shown, tmp_path):
     done, modules = run_cli(argv, tmp_path)

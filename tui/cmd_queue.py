@@ -11,7 +11,8 @@ import typer
 
 from gridrun.engine.errors import GridrunError
 from gridrun.tui import fmt
-from gridrun.tui.options import HomeOption, JsonOption, console, open_home
+from gridrun.tui.options import (AddressOption, Backend, BackendOption, HomeOption, JsonOption,
+                                 backend_args, console, open_home)
 
 app = typer.Typer(help="Queue runs and run the queue.", no_args_is_help=True,
                   rich_markup_mode=None)
@@ -88,11 +89,15 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
         cpu_slots: Annotated[int, typer.Option(
             "--cpu-slots", min=1, help="Runs at once on the CPU (runs with gpus = 0).")] = 1,
         detach: Annotated[bool, typer.Option("--detach", help="Run the daemon in the background.")] = False,
-        max_runs: MaxRuns = 100_000) -> int:
+        max_runs: MaxRuns = 100_000, backend: BackendOption = Backend.local,
+        address: AddressOption = None) -> int:
     """Run the queue until it is empty: exit 0 when every run ended done or cancelled, 1 when any failed."""
     from gridrun.engine.daemon import Daemon, DaemonBusy, Options
     from gridrun.engine.home import daemon_pid
 
+    if backend == "ray":
+        from gridrun.engine.ray_backend import import_ray
+        import_ray()   # without Ray installed: say how to install it, before anything changes
     home_path, store = open_home(home)
     held = daemon_pid(home_path)
     if held is not None:
@@ -105,13 +110,18 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
         already = f" ({result.existing} already queued)" if result.existing else ""
         print(f"queued {result.added} runs in sweep {result.sweep}{already}", flush=True)
     if detach:
-        return _detach(home_path, watch, slots_per_gpu, cpu_slots)
+        return _detach(home_path, watch, slots_per_gpu, cpu_slots,
+                       backend_args(backend, address))
 
     options = Options(cpu_slots=cpu_slots, slots_per_gpu=slots_per_gpu, watch=watch,
                       sweeps_of_interest={s.name for s in specs})
     from gridrun.tui.display import LiveDisplay, PlainDisplay, print_summary
 
-    daemon = Daemon(home_path, store, options)
+    if backend == "ray":
+        from gridrun.engine.ray_backend import RayDaemon
+        daemon = RayDaemon(home_path, store, options, address=address)
+    else:
+        daemon = Daemon(home_path, store, options)
     try:
         daemon.acquire()
     except DaemonBusy as e:
@@ -137,11 +147,13 @@ def run(files: Annotated[Optional[list[Path]], typer.Argument(
     return code
 
 
-def _detach(home: Path, watch: bool, slots_per_gpu: int | None, cpu_slots: int) -> int:
+def _detach(home: Path, watch: bool, slots_per_gpu: int | None, cpu_slots: int,
+            backend: tuple[str, ...] = ()) -> int:
     """Start `queue run` again in its own session, its output going to daemon.log."""
     from gridrun.engine.control import start_daemon
 
-    pid = start_daemon(home, watch=watch, cpu_slots=cpu_slots, slots_per_gpu=slots_per_gpu)
+    pid = start_daemon(home, watch=watch, cpu_slots=cpu_slots, slots_per_gpu=slots_per_gpu,
+                       backend_args=backend)
     print(f"daemon started in the background (pid {pid}); log: {home / 'daemon.log'}")
     return 0
 

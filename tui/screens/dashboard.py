@@ -69,7 +69,9 @@ class DashboardScreen(Screen):
         snap = message.snapshot
         self.last = snap
         self._header(snap)
-        if snap.first or snap.gpus:
+        if snap.daemon and snap.daemon.get("backend") == "ray":   # its runs go to a cluster
+            self.query_one(GpuPanel).show_cluster(snap.daemon.get("nodes") or [])
+        elif snap.first or snap.gpus:
             self.query_one(GpuPanel).show(snap.gpus, snap.nvml)
         sweeps = self.query_one(SweepsList)
         self.sweep_views = {s.name: s for s in snap.sweeps}

@@ -38,3 +38,15 @@ class GpuPanel(Static):
                           _bar(mem), Text(mem_text),
                           Text(f"{sparkline(g.history, 16)} {g.runs} run" + ("s" if g.runs != 1 else "")))
         self.update(table)
+
+    def show_cluster(self, nodes: list[dict]) -> None:
+        """The Ray cluster of a `--backend ray` daemon: one line per node (from daemon.json)."""
+        table = Table.grid(padding=(0, 1))
+        for node in nodes:
+            res = node.get("resources") or {}
+            custom = " ".join(f"{k}={v:g}" for k, v in res.items() if k not in ("CPU", "GPU"))
+            table.add_row(Text(str(node.get("ip", "?")), style="bold"),
+                          Text(f"{res.get('CPU', 0):g} CPU"), Text(f"{res.get('GPU', 0):g} GPU"),
+                          Text(custom, style="dim"))
+        self.update(Text.assemble(("Ray cluster", "bold"), f"  {len(nodes)} nodes") if not nodes
+                    else table)
