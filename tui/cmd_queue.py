@@ -1,4 +1,4 @@
-"""`gridrun queue ...`: add, run, ls, show, status, cancel, retry, stop."""
+"""`gridrun queue ...`: add, run, ls, show, status, cancel, retry, stop, rm, slots."""
 from __future__ import annotations
 
 import json
@@ -324,3 +324,42 @@ def stop(now: Annotated[bool, typer.Option(
     else:
         running = store.counts()["running"]
         print(f"asked daemon {pid} to stop after its {running} running run(s) finish")
+
+
+@app.command("rm")
+def rm(ids: Ids = None, sweep: SweepOpt = None,
+       force: Annotated[bool, typer.Option(
+           "--force", help="Cancel queued and running runs first, then delete them.")] = False,
+       home: HomeOption = None) -> None:
+    """Delete ended runs (done, failed, cancelled) and their folders; a sweep left empty goes too."""
+    from gridrun.engine import control
+
+    home_path, store = open_home(home)
+    runs = control.select_runs(store, ids, sweep)
+    if not runs:
+        print("nothing to delete")
+        return
+    result = control.delete(store, home_path, runs, force=force)
+    print(f"deleted {len(result.deleted)} run(s) and their folders")
+    for name in result.sweeps:
+        print(f"removed sweep {name} (no run left)")
+    for note in result.folders_kept:
+        print(f"kept {note}", file=sys.stderr)
+
+
+@app.command("slots")
+def slots(cpu: Annotated[Optional[int], typer.Option(
+              "--cpu", min=1, help="Runs at once on the CPU.")] = None,
+          per_gpu: Annotated[Optional[int], typer.Option(
+              "--per-gpu", min=0, help="Runs sharing one GPU (0: pack by memory).")] = None,
+          home: HomeOption = None) -> None:
+    """Change the running daemon's slot counts; it applies them on its next tick."""
+    from gridrun.engine import control
+
+    home_path, store = open_home(home)
+    pid = control.set_slots(store, home_path, cpu, per_gpu)
+    wanted = ", ".join(part for part in (
+        f"{cpu} CPU slot(s)" if cpu is not None else "",
+        (f"{per_gpu} per GPU" if per_gpu else "GPU packing by memory")
+        if per_gpu is not None else "") if part)
+    print(f"asked daemon {pid} for {wanted}")
