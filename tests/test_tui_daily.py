@@ -149,3 +149,120 @@ async def test_an_empty_home_says_how_to_start_and_no_gpu_is_one_line(cli):
         assert gpus.region.height == 1 and "CPU only" in str(gpus.render())
         # the header keeps every count at 80 columns
         assert all(f"{glyph}0" in header(app) for glyph in "·▶✓✗⊘")
+
+
+async def test_the_log_follows_searches_and_the_replay_line_is_copied(cli, sweep_file):
+    from gridrun.engine.control import replay_command
+    from gridrun.tui.screens.run_detail import RunDetailScreen
+    from gridrun.tui.widgets.log_pane import LogPane
+
+    path = sweep_file("logs", "[grid]\nlr = [0.1]\nseed = [0]\n",
+                      script_args="--epochs 2000 --sleep 0.03")
+    cli("queue", "add", path, check=0)
+    store = Store(cli.home)
+    run_id = store.runs()[0].id
+    daemon = cli.start("queue", "run", env=cli_env(cli.home, GRIDRUN_KILL_GRACE_S="1"))
+    try:
+        app = GridrunApp(cli.home, start_daemon=False, refresh_s=0.2)
+        async with app.run_test(size=(80, 24)) as pilot:
+            runs = app.screen.query_one(RunsTable)
+            await wait_until(pilot, lambda: store.run(run_id).status == "running", 15,
+                             what="the run running")
+            await wait_until(pilot, lambda: runs.row_count == 1, what="the run listed")
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen), 5,
+                             what="the detail")
+            screen = app.screen
+            log = screen.query_one("#rd-log", LogPane)
+            await pilot.press("4")
+            # it follows the end by default
+            await wait_until(pilot, lambda: log.line_count > 60, 20, what="a long log")
+            assert log.follow and log.is_vertical_scroll_end and log.max_scroll_y > 0
+            # PageUp without Tab (the tab bar has the focus): it stops following
+            assert not isinstance(app.focused, LogPane)
+            await pilot.press("pageup")
+            assert not log.follow and not log.is_vertical_scroll_end
+            held, lines = log.scroll_y, log.line_count
+            await wait_until(pilot, lambda: log.line_count > lines + 5, 10, what="more output")
+            assert log.scroll_y == held and "paused" in log.border_subtitle
+            await pilot.press("pagedown")
+            assert log.scroll_y > held
+            # f: follows again, at the end as lines come
+            await pilot.press("f")
+            lines = log.line_count
+            await wait_until(pilot, lambda: log.line_count > lines + 5, 10, what="more output")
+            await pilot.pause(0.3)
+            assert log.follow and log.is_vertical_scroll_end
+            # g / G: top and bottom
+            await pilot.press("g")
+            assert log.scroll_y == 0 and not log.follow
+            await pilot.press("G")
+            assert log.is_vertical_scroll_end and log.follow
+            # /: search; n and N move between the lines that match, each brought into view
+            await pilot.press("slash")
+            await pilot.press(*"epoch [2/")
+            await pilot.press("enter")
+            assert log.hits and all("epoch [2/" in log.lines[i].lower() for i in log.hits)
+            assert not log.follow and log.hit == 0 and "1 of 1" in log.border_subtitle
+
+            def in_view(line: int) -> bool:
+                return log.scroll_y <= line < log.scroll_y + log.scrollable_content_region.height
+            assert in_view(log.hits[0])
+            await pilot.press("slash")
+            await pilot.press(*"], loss: 0.0")   # many lines
+            await pilot.press("enter")
+            assert len(log.hits) > 3
+            first = log.hit
+            await pilot.press("n")
+            assert log.hit == first + 1 and in_view(log.hits[log.hit])
+            current = log.lines[log.hits[log.hit]]
+            await pilot.press("n", "n", "N")
+            assert log.hit == first + 2 and in_view(log.hits[log.hit])
+            assert log.lines[log.hits[log.hit - 1]] == current
+            await pilot.press("slash", "x", "escape")   # esc closes the box, stays here
+            assert isinstance(app.screen, RunDetailScreen)
+            assert not screen.query_one("#rd-search").display
+            # y: the replay command, copied whole; the parameters pane keeps it on one line
+            await wait_until(pilot, lambda: screen.replay is not None, 5, what="the replay")
+            await pilot.press("y")
+            replay = replay_command(store.run(run_id))
+            assert app.clipboard == replay and "--lr" in replay
+            await pilot.press("3")
+            await pilot.pause(0.2)
+            shown = screen.query_one("#rd-replay")
+            assert shown.size.width >= len(replay) > screen.query_one("#rd-params-pane").size.width
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=30)
+
+
+async def test_search_hits_stay_on_their_lines_when_old_lines_are_dropped():
+    """The log keeps its last max_lines lines: the search's hits move with their lines."""
+    from textual.app import App
+
+    from gridrun.tui.widgets.log_pane import LogPane
+
+    class One(App):
+        def compose(self):
+            yield LogPane(max_lines=20)
+
+    app = One()
+    async with app.run_test(size=(60, 10)) as pilot:
+        log = app.query_one(LogPane)
+        log.write("".join(f"line {i}{' match' if i % 3 == 0 else ''}\n" for i in range(15)))
+        assert log.search("match") == 5
+        for _ in range(3):
+            log.next_hit(1)
+        current = log.lines[log.hits[log.hit]]
+        assert current == "line 9 match"
+        log.write("".join(f"more {i}\r\n" for i in range(3)))   # 19 lines: all kept
+        assert log.lines[log.hits[log.hit]] == current
+        log.write("".join(f"late {i}\n" for i in range(6)))      # 5 dropped from the top
+        log.appended()
+        assert log.lines[0] == "line 5"
+        assert [log.lines[h] for h in log.hits] == ["line 6 match", "line 9 match",
+                                                    "line 12 match"]
+        assert log.lines[log.hits[log.hit]] == current
+        log.next_hit(-1)
+        assert log.lines[log.hits[log.hit]] == "line 6 match"
+        await pilot.pause()
