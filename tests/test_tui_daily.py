@@ -266,3 +266,66 @@ async def test_search_hits_stay_on_their_lines_when_old_lines_are_dropped():
         log.next_hit(-1)
         assert log.lines[log.hits[log.hit]] == "line 6 match"
         await pilot.pause()
+
+
+async def test_new_sweep_saves_an_opened_file_in_place_and_the_dashboard_shows_it(
+        cli, sweep_file, tmp_path, monkeypatch):
+    from tests.test_tui_new_sweep import checked, open_screen, screen, start_from, verdict
+
+    monkeypatch.chdir(tmp_path)
+    cli("queue", "add", sweep_file("first"), check=0)       # the dashboard shows this one
+    mine = sweep_file("mine", "[grid]\nlr = [0.1, 0.2]\nseed = [0]\n")
+    app = GridrunApp(cli.home, start_daemon=False, refresh_s=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        sweeps = app.screen.query_one(SweepsList)
+        await wait_until(pilot, lambda: sweeps.selected == "first", what="the first sweep")
+        await open_screen(pilot)
+        await start_from(pilot, "mine.toml")
+        editor = screen(app).editor
+        assert "queues mine.toml as it is" in verdict(app)
+        # ctrl+a selects the whole text (not the line start, as TextArea has it)
+        await pilot.press("ctrl+a")
+        assert editor.selected_text == editor.text
+        row = editor.text.splitlines().index("lr = [0.1, 0.2]")
+        editor.move_cursor((row, len("lr = [0.1, 0.2")))
+        await pilot.press(*", 0.3")                               # lr = [0.1, 0.2, 0.3]
+        await checked(pilot)
+        assert "3 runs in sweep mine" in verdict(app)
+        assert "saves your edit to mine.toml and queues it" in verdict(app)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen), 10,
+                         what="the dashboard")
+        # the user's file holds the edit; nothing was written to the home's sweeps folder
+        assert "lr = [0.1, 0.2, 0.3]" in mine.read_text()
+        assert not (cli.home / "sweeps").exists()
+        assert "saved mine.toml" in notices(app)
+        # the dashboard shows the new sweep and its runs
+        runs = app.screen.query_one(RunsTable)
+        await wait_until(pilot, lambda: sweeps.selected == "mine" and runs.row_count == 3,
+                         10, what="the new sweep shown")
+        assert len(Store(cli.home).runs(sweep="mine")) == 3
+
+
+async def test_new_sweep_does_not_overwrite_a_file_changed_on_disk(cli, sweep_file, tmp_path,
+                                                                    monkeypatch):
+    from tests.test_tui_new_sweep import checked, open_screen, screen, start_from, verdict
+
+    monkeypatch.chdir(tmp_path)
+    mine = sweep_file("mine", "[grid]\nlr = [0.1, 0.2]\nseed = [0]\n")
+    app = GridrunApp(cli.home, start_daemon=False, refresh_s=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_screen(pilot)
+        await start_from(pilot, "mine.toml")
+        editor = screen(app).editor
+        row = editor.text.splitlines().index("lr = [0.1, 0.2]")
+        editor.move_cursor((row, len("lr = [0.1, 0.2")))
+        await pilot.press(*", 0.3")
+        await checked(pilot)
+        elsewhere = mine.read_text() + "# edited in another editor\n"
+        mine.write_text(elsewhere)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "changed on disk" in notices(app), 10,
+                         what="the refusal")
+        assert isinstance(app.screen, type(screen(app))) and mine.read_text() == elsewhere
+        assert Store(cli.home).runs() == []
+        assert "changed on disk" in verdict(app)

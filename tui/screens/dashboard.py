@@ -53,6 +53,7 @@ class DashboardScreen(Screen):
         self.sweep_views: dict[str, SweepView] = {}
         self.current: str | None = None              # the sweep whose runs are shown
         self.last: Snapshot | None = None
+        self.wanted_sweep: str | None = None        # to select once listed (one just queued)
 
     def compose(self) -> ComposeResult:
         yield Static(id="header")
@@ -94,6 +95,7 @@ class DashboardScreen(Screen):
         sweeps = self.query_one(SweepsList)
         self.sweep_views = {s.name: s for s in snap.sweeps}
         sweeps.show(snap.sweeps)
+        self._select_wanted()
         new_here = False
         for view in snap.runs:
             new_here |= view.run.id not in self.views and view.run.sweep == self.current
@@ -250,6 +252,19 @@ class DashboardScreen(Screen):
 
     def action_start_daemon(self) -> None:
         self.app.start_daemon_now()
+
+    def select_sweep(self, name: str) -> None:
+        """Show this sweep (one just queued) once the sweeps list has it."""
+        self.wanted_sweep = name
+        self.poll()
+
+    def _select_wanted(self) -> None:
+        name = self.wanted_sweep
+        sweeps = self.query_one(SweepsList)
+        if name is not None and name in sweeps.rows:
+            self.wanted_sweep = None
+            sweeps.move_cursor(row=sweeps.get_row_index(name))
+            self._show_sweep(name)
 
     def _on_selection(self, question: str, act) -> None:
         """The selected run at once, or the selected sweep (several runs) once confirmed."""
