@@ -329,3 +329,23 @@ async def test_new_sweep_does_not_overwrite_a_file_changed_on_disk(cli, sweep_fi
         assert isinstance(app.screen, type(screen(app))) and mine.read_text() == elsewhere
         assert Store(cli.home).runs() == []
         assert "changed on disk" in verdict(app)
+
+
+async def test_group_by_opens_on_its_first_key(cli, sweep_file):
+    from gridrun.tui.screens.results import ResultsScreen
+    from tests.test_tui_results import header, tables
+
+    cli("queue", "run", sweep_file("gb", "seeds = [0, 1]\n[grid]\nlr = [0.1, 0.5]\n"), check=0)
+    app = GridrunApp(cli.home, start_daemon=False, refresh_s=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        runs = app.screen.query_one(RunsTable)
+        await wait_until(pilot, lambda: runs.row_count == 4, what="the runs")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ResultsScreen) and tables(app),
+                         10, what="the results")
+        keys = app.screen.query_one("#group-by")
+        await pilot.press("g")      # the list opens with its first key highlighted
+        assert app.focused is keys and keys.highlighted == 0
+        await pilot.press("space")  # so space toggles it, no arrow needed
+        await wait_until(pilot, lambda: header(tables(app)[0])[0] == "lr", 10,
+                         what="the table by lr")
