@@ -39,6 +39,7 @@ from gridrun.engine.results import is_accuracy, numeric
 from gridrun.engine.store import FINISHED, Run, Store
 from gridrun.engine.tail import ATTEMPT_KEY
 from gridrun.tui import fmt
+from gridrun.tui.fit import error_tail
 from gridrun.tui.messages import ActionDone, RunDetailUpdated
 from gridrun.tui.widgets.cells import status as status_cell
 from gridrun.tui.widgets.log_pane import LogPane
@@ -404,8 +405,11 @@ class RunDetailScreen(Screen):
         for flag in run.flags:
             line2 += [(f"⚠ {flag.replace('_', ' ')}", "bold yellow3"), "  "]
         if run.error:
-            first = run.error.strip().splitlines()[0] if run.error.strip() else run.error
-            line2.append((first, "red1" if run.status == "failed" else "yellow3"))
+            # the end of the error is kept: the exception, not the traceback's first line
+            room = (self.size.width or self.app.size.width) - 2 \
+                - sum(len(flag) + 4 for flag in run.flags)
+            line2.append((error_tail(run.error, max(room, 20)),
+                          "red1" if run.status == "failed" else "yellow3"))
         if not line2:
             line2.append((fmt.params_text(run.params, self.varying) if self.varying
                            else fmt.metrics_text(last), "dim"))
