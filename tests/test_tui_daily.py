@@ -349,3 +349,52 @@ async def test_group_by_opens_on_its_first_key(cli, sweep_file):
         await pilot.press("space")  # so space toggles it, no arrow needed
         await wait_until(pilot, lambda: header(tables(app)[0])[0] == "lr", 10,
                          what="the table by lr")
+
+
+KEY_NAMES = {"slash": "/", "question_mark": "?", "left_square_bracket": "[",
+             "right_square_bracket": "]", "escape": "esc", "pageup": "PgUp",
+             "pagedown": "PgDn", "down": "↓", "up": "↑"}
+
+
+def help_sections() -> dict[str, set[str]]:
+    """The keys the help screen names, by section ("1-4" stands for 1, 2, 3 and 4)."""
+    from gridrun.tui.screens.help import KEYS
+
+    sections: dict[str, set[str]] = {}
+    current = ""
+    for keys, what in KEYS:
+        if not what:
+            current = keys
+            continue
+        for token in keys.replace(" / ", " ").split():
+            if "-" in token and token.replace("-", "").isdigit():
+                low, high = token.split("-")
+                sections.setdefault(current, set()).update(
+                    str(i) for i in range(int(low), int(high) + 1))
+            else:
+                sections.setdefault(current, set()).add(token)
+    return sections
+
+
+def test_the_help_lists_every_key_of_every_screen():
+    from gridrun.tui.screens.help import HelpScreen
+    from gridrun.tui.screens.new_sweep import NewSweepScreen
+    from gridrun.tui.screens.results import ResultsScreen
+    from gridrun.tui.screens.run_detail import RunDetailScreen
+
+    sections = help_sections()
+    screens = {"Dashboard": DashboardScreen, "New sweep": NewSweepScreen,
+               "Run detail": RunDetailScreen, "Results": ResultsScreen,
+               "Questions and dialogs": (ConfirmScreen, SlotsScreen), "Everywhere": GridrunApp}
+    missing = []
+    for section, classes in screens.items():
+        for cls in classes if isinstance(classes, tuple) else (classes,):
+            for binding in cls.BINDINGS:
+                for key in binding.key.split(","):
+                    name = KEY_NAMES.get(key, key)
+                    if name not in sections[section] | sections["Everywhere"]:
+                        missing.append(f"{section}: {name} ({binding.action})")
+    assert missing == []
+    # and the help's own keys close it
+    assert {KEY_NAMES.get(k, k) for k in HelpScreen.BINDINGS[0].key.split(",")} <= \
+        sections["Everywhere"]
