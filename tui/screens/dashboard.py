@@ -245,7 +245,8 @@ class DashboardScreen(Screen):
         if not runs:
             return
         live = sum(1 for r in runs if r.status in ("queued", "running"))
-        question = (f"Delete {what}: {describe_states(runs)}, with their folders?"
+        question = (f"Delete {what}: {describe_states(runs)}, with "
+                    f"{'its folder' if len(runs) == 1 else 'their folders'}?"
                     + (f"\nThe {live} queued or running will be cancelled first." if live else ""))
         ids = [r.id for r in runs]
         self.app.confirm_then(question, lambda: self.app.delete_runs(ids))
