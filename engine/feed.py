@@ -116,11 +116,13 @@ class Feed:
             if sum(sum(c.values()) for c in self.counts.values()) < len(self.known):
                 removed = self._forget_deleted()
         now = time.time()
+        daemon = daemon_info(self.home)
+        # no daemon, no progress: an ETA would be a promise nobody keeps
         sweeps = tuple(SweepView(s.name, s.id, *self._metric_mode(s), tuple(s.varying),
                                  self.counts.get(s.id, {}), self.best.get(s.id),
-                                 self._sweep_eta(s.id, now))
+                                 self._sweep_eta(s.id, now) if daemon else None)
                        for s in self.sweeps.values())
-        return Snapshot(version, daemon_info(self.home), self._gpus(),
+        return Snapshot(version, daemon, self._gpus(),
                         gpu_info.nvml_status() if first else "", sweeps, tuple(views), first,
                         time.perf_counter() - started, removed)
 

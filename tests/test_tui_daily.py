@@ -398,3 +398,32 @@ def test_the_help_lists_every_key_of_every_screen():
     # and the help's own keys close it
     assert {KEY_NAMES.get(k, k) for k in HelpScreen.BINDINGS[0].key.split(",")} <= \
         sections["Everywhere"]
+
+
+async def test_sweeps_show_a_done_bar_failures_and_an_eta(cli, sweep_file):
+    import re
+
+    path = sweep_file("eta", "[params]\nseed = 0\n[zip]\nlr = [0.1, 0.2, 0.3, 0.4]\n"
+                      "fail_at = [2, 0, 0, 0]\n",
+                      script_args="--epochs 4 --sleep 0.4 --fail-at {fail_at}")
+    cli("queue", "add", path, check=0)
+    app = GridrunApp(cli.home, start_daemon=False, refresh_s=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        sweeps = app.screen.query_one(SweepsList)
+        await wait_until(pilot, lambda: "eta" in {k.value for k in sweeps.rows}, what="the sweep")
+        # no daemon: no ETA
+        assert cell(sweeps, "eta", "eta") == "?" and cell(sweeps, "eta", "done") == "░" * 8 + " 0/4"
+        daemon = cli.start("queue", "run", "--cpu-slots", "1")
+        try:
+            await wait_until(pilot, lambda: cell(sweeps, "eta", "failed") == "1", 30,
+                             what="the failure counted")
+            # once a run is done, the runs left get an ETA at that pace
+            await wait_until(pilot, lambda: re.fullmatch(r"\d+s|\d+m\d\ds",
+                                                         cell(sweeps, "eta", "eta")), 30,
+                             what="an ETA")
+            await wait_until(pilot, lambda: cell(sweeps, "eta", "done").endswith(" 3/4"), 40,
+                             what="the sweep done")
+            bar = cell(sweeps, "eta", "done")
+            assert bar == "██████▓▓ 3/4" and cell(sweeps, "eta", "eta") == "-"
+        finally:
+            daemon.wait(timeout=60)

@@ -136,6 +136,8 @@ class DashboardScreen(Screen):
             self.query_one(RunsTable).display = not empty
 
     def on_resize(self, event) -> None:
+        if self.last is not None:
+            self._header(self.last)   # words at 100 columns and up, glyphs below
         table = self.query_one(RunsTable)
         compact = event.size.width < 100
         if compact != table.compact:
