@@ -44,13 +44,20 @@ class GridrunApp(App):
     @work(thread=True, exclusive=True, group="daemon")
     def ensure_daemon(self) -> None:
         """The interface never runs runs itself: it starts the detached daemon if none is alive."""
-        if control.daemon_info(self.home) is None:
-            try:
-                pid = control.start_daemon(self.home, watch=True, cpu_slots=self.cpu_slots)
-            except GridrunError as e:
-                self._tell(ActionDone(f"could not start the daemon: {e}", error=True))
-                return
-            self._tell(ActionDone(f"started the daemon (pid {pid})"))
+        self._start_if_stopped(say_if_running=False)
+
+    def _start_if_stopped(self, say_if_running: bool) -> None:
+        """In a worker: start the daemon unless one is alive, and say how it went."""
+        if control.daemon_info(self.home) is not None:
+            if say_if_running:
+                self._tell(ActionDone("the daemon is already running"))
+            return
+        try:
+            pid = control.start_daemon(self.home, watch=True, cpu_slots=self.cpu_slots)
+        except GridrunError as e:
+            self._tell(ActionDone(f"could not start the daemon: {e}", error=True))
+            return
+        self._tell(ActionDone(f"started the daemon (pid {pid})"))
 
     def _tell(self, message: ActionDone) -> None:
         """From a worker thread: a message to whatever screen is showing."""
@@ -111,15 +118,7 @@ class GridrunApp(App):
     @work(thread=True, exclusive=True, group="daemon")
     def start_daemon_now(self) -> None:
         """S, or the palette: start the daemon when none is alive."""
-        if control.daemon_info(self.home) is not None:
-            self._tell(ActionDone("the daemon is already running"))
-            return
-        try:
-            pid = control.start_daemon(self.home, watch=True, cpu_slots=self.cpu_slots)
-        except GridrunError as e:
-            self._tell(ActionDone(f"could not start the daemon: {e}", error=True))
-            return
-        self._tell(ActionDone(f"started the daemon (pid {pid})"))
+        self._start_if_stopped(say_if_running=True)
 
     @work(thread=True, exclusive=True, group="daemon")
     def stop_daemon(self, now: bool = False) -> None:
