@@ -6,6 +6,9 @@ import json
 import os
 import signal
 import sqlite3
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gridrun.engine.store import SCHEMA_VERSION, Store
 from tests.conftest import cli_env, wait_for
@@ -126,3 +129,29 @@ def test_a_v2_store_gets_the_slots_request(tmp_path):
     assert (kind1, kind2) == ("stop", "slots")
     assert store.request_data(second) == {"cpu_slots": 2, "slots_per_gpu": None}
     assert store.request_data(first) == {}
+
+
+@given(st.lists(st.sampled_from(["..", ".", "a", "b", "run", "link", "", "/"]), max_size=6))
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_removing_a_run_folder_never_reaches_outside_the_home(tmp_path, parts):
+    """Whatever a run_dir row says, only a folder two levels inside the home is removed."""
+    import shutil
+
+    from gridrun.engine.control import remove_run_folder
+
+    base = tmp_path / "case"
+    shutil.rmtree(base, ignore_errors=True)
+    home = base / "home"
+    (home / "a" / "run").mkdir(parents=True)
+    (home / "b").mkdir()
+    outside = base / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    (home / "a" / "link").symlink_to(outside)
+    (home / "link").symlink_to(outside)
+    folder = home.joinpath(*[p for p in parts if p != "/"]) if "/" not in parts[:1] \
+        else Path("/").joinpath(*[p for p in parts if p != "/"])
+    remove_run_folder(home, folder)
+    assert (outside / "keep").read_text() == "x"
+    assert home.is_dir() and (home / "a").is_dir() and (home / "b").is_dir()

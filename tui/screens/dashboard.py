@@ -290,8 +290,9 @@ def header_text(snap: Snapshot, home: str, *, narrow: bool) -> Text:
     if daemon:
         slots = [f"{daemon.get('cpu_slots', '?')} CPU slot" +
                  ("s" if daemon.get("cpu_slots") != 1 else "")]
-        if daemon.get("slots_per_gpu") and snap.gpus:
-            slots.append(f"{daemon['slots_per_gpu']}/GPU")
+        if snap.gpus:
+            slots.append(f"{daemon['slots_per_gpu']}/GPU" if daemon.get("slots_per_gpu")
+                         else "GPUs by memory")
         state = Text.assemble((f"daemon {daemon['pid']}" if narrow else
                                f"daemon running, pid {daemon['pid']}", "green3"),
                               (" " + ", ".join(slots), "green3"))
