@@ -160,3 +160,105 @@ def start_daemon(home: Path, *, watch: bool = True, cpu_slots: int = 1,
         raise GridrunError(f"the daemon exited at once (code {proc.returncode})",
                            hint=f"see {home / 'daemon.log'}")
     return proc.pid
+
+
+# -- deleting runs (`gridrun queue rm`, D in the interface) ---------------------------------------
+
+@dataclass(frozen=True)
+class DeleteResult:
+    deleted: list[int]              # runs removed from the store
+    sweeps: list[str]               # sweeps removed with their last run
+    folders_kept: list[str]         # folders left in place, each with why
+
+
+def describe_states(runs: list[Run]) -> str:
+    """'3 runs (2 done, 1 failed)': what a confirmation says it will act on."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(),
+                                                       key=lambda kv: STATUSES.index(kv[0])))
+    return f"{len(runs)} run{'s' if len(runs) != 1 else ''}" + (f" ({states})" if states else "")
+
+
+def delete(store: Store, home: Path, runs: list[Run], *, force: bool = False,
+           wait_s: float = 60.0) -> DeleteResult:
+    """Delete ended runs and their folders. Queued or running ones are refused, unless `force`:
+    then they are cancelled first and deleted once they have ended."""
+    from gridrun.engine.store import FINISHED
+
+    live = [r for r in runs if r.status not in FINISHED]
+    if live and not force:
+        ids = ", ".join(str(r.id) for r in live[:10]) + (" ..." if len(live) > 10 else "")
+        raise GridrunError(f"{describe_states(live)} not ended yet (id {ids}); nothing deleted",
+                           hint="cancel them first (`gridrun queue cancel`), or pass --force "
+                                "to cancel and then delete them")
+    if live:
+        cancel(store, home, live)
+        _wait_ended(store, [r.id for r in live], wait_s)
+    deleted, sweeps = store.delete_ended(r.id for r in runs)
+    kept = [note for r in deleted if (note := remove_run_folder(home, Path(r.run_dir)))]
+    for name in sweeps:
+        folder = Path(home) / name
+        if _inside(home, folder) and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return DeleteResult([r.id for r in deleted], sweeps, kept)
+
+
+def _wait_ended(store: Store, ids: list[int], timeout_s: float) -> None:
+    from gridrun.engine.store import FINISHED
+
+    deadline = time.time() + timeout_s
+    while True:
+        left = [r.id for r in store.runs(ids=ids) if r.status not in FINISHED]
+        if not left:
+            return
+        if time.time() > deadline:
+            raise GridrunError(f"{len(left)} cancelled run(s) had not ended after "
+                               f"{timeout_s:g} s; nothing deleted",
+                               hint="is the daemon alive? `gridrun queue status`")
+        time.sleep(0.1)
+
+
+def _inside(home: Path, path: Path) -> bool:
+    """`path`, resolved (symlinks followed), lies strictly inside the resolved home."""
+    root = Path(home).resolve()
+    target = path.resolve()
+    return target != root and target.is_relative_to(root)
+
+
+def remove_run_folder(home: Path, folder: Path) -> str | None:
+    """Remove one run's folder; only a real folder at least two levels inside the home
+    (<home>/<sweep>/<run>) is removed. Returns why a folder was kept, or None."""
+    import shutil
+
+    if not folder.exists() and not folder.is_symlink():
+        return None
+    root = Path(home).resolve()
+    if folder.is_symlink() or not _inside(home, folder) or \
+            len(folder.resolve().relative_to(root).parts) < 2:
+        return f"{folder}: not a run folder inside {root}, left in place"
+    try:
+        shutil.rmtree(folder)
+    except OSError as e:
+        return f"{folder}: {e.strerror or e}"
+    return None
+
+
+# -- the daemon's slot counts (`gridrun queue slots`, the command palette) ------------------------
+
+def set_slots(store: Store, home: Path, cpu_slots: int | None, slots_per_gpu: int | None) -> int:
+    """Ask the live daemon to use new slot counts from its next tick; returns its pid."""
+    if cpu_slots is None and slots_per_gpu is None:
+        raise GridrunError("nothing to change: give --cpu N and/or --per-gpu N")
+    if cpu_slots is not None and cpu_slots < 1:
+        raise GridrunError(f"--cpu must be at least 1, got {cpu_slots}")
+    if slots_per_gpu is not None and slots_per_gpu < 0:
+        raise GridrunError(f"--per-gpu must be 0 (pack by memory) or more, got {slots_per_gpu}")
+    pid = daemon_pid(home)
+    if pid is None:
+        raise GridrunError(f"no daemon is running in {home}",
+                           hint="`gridrun queue run --cpu-slots N --slots-per-gpu N` starts "
+                                "one with these counts")
+    store.request_slots(cpu_slots, slots_per_gpu)
+    return pid

@@ -310,8 +310,10 @@ class Daemon:
 
     def apply_requests(self) -> None:
         requests = self.store.pending_requests()
-        for _, kind, run_id in requests:
-            if kind == "cancel" and run_id in self.children:
+        for request_id, kind, run_id in requests:
+            if kind == "slots":
+                self.apply_slots(self.store.request_data(request_id))
+            elif kind == "cancel" and run_id in self.children:
                 self._terminate(self.children[run_id], "cancelled")
             elif kind == "stop":
                 self.stopping = True
@@ -608,6 +610,28 @@ class Daemon:
         estimate = child.peak_mem_mb * MEASURE_MARGIN / 1024 + 0.25
         sweep_id = child.run.sweep_id
         self.mem_estimate_gb[sweep_id] = max(self.mem_estimate_gb.get(sweep_id, 0), estimate)
+
+    # -- slot counts changed while it runs (`gridrun queue slots`, the interface) -------------
+
+    def apply_slots(self, data: dict) -> None:
+        """New slot counts from a `slots` request; daemon.json says them. Runs already going
+        keep going: fewer slots only means fewer new starts."""
+        cpu, per_gpu = data.get("cpu_slots"), data.get("slots_per_gpu")
+        if isinstance(cpu, int) and not isinstance(cpu, bool) and cpu >= 1:
+            self.opt.cpu_slots = cpu
+        if isinstance(per_gpu, int) and not isinstance(per_gpu, bool) and per_gpu >= 0:
+            self.opt.slots_per_gpu = per_gpu or None   # 0: pack by memory, no fixed count
+        path = self.home / "daemon.json"
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            info = {}
+        info = {**(info if isinstance(info, dict) else {}), "pid": os.getpid(),
+                "cpu_slots": self.opt.cpu_slots, "slots_per_gpu": self.opt.slots_per_gpu}
+        tmp = self.home / "daemon.json.tmp"
+        tmp.write_text(json.dumps(info) + "\n")
+        os.replace(tmp, path)
+        self.launch_due = 0.0
 
 
 def _size(path: Path) -> int:

@@ -48,6 +48,7 @@ class SweepView:
     # lowest and highest headline value of any of its runs: one scale for the sparklines of
     # the whole sweep, so that rows compare with each other
     scale: tuple[float, float] | None = None
+    eta_s: float | None = None      # until its last run ends, at the pace seen so far
 
     @property
     def total(self) -> int:
@@ -77,6 +78,7 @@ class Snapshot:
     runs: tuple[RunView, ...]       # changed since the last poll (all, on the first)
     first: bool
     took_s: float
+    removed: tuple[int, ...] = ()   # runs deleted since the last poll
 
 
 @dataclass
@@ -102,25 +104,36 @@ class Feed:
         self.guessed: dict[int, str] = {}          # sweep id -> headline, when it names none
         self.counts: dict[int, dict[str, int]] = {}
         self.pending: dict[int, Run] = {}          # runs whose series is still to be read
+        self.known: set[int] = set()               # every run id seen (to notice deletions)
+        self.pace: dict[int, _Pace] = {}           # run id -> what its sweep's ETA needs
 
     def poll(self) -> Snapshot:
         started = time.perf_counter()
         first = self.version < 0
         version = self.store.change_counter()
-        changed = self.store.runs_changed_since(self.version) if version != self.version else []
+        moved = version != self.version
+        changed = self.store.runs_changed_since(self.version) if moved else []
         self.version = version
-        if changed or first:
+        if moved or first:  # a deletion moves the counter without changing any run
             self.sweeps = {s.id: s for s in self.store.sweeps()}
+        self.known.update(r.id for r in changed)
         views = self._series(changed)
-        if changed or first:
+        removed: tuple[int, ...] = ()
+        if moved or first:
             self.counts = {c.sweep.id: c.counts for c in self.store.sweep_counts()}
+            if sum(sum(c.values()) for c in self.counts.values()) < len(self.known):
+                removed = self._forget_deleted()
+        now = time.time()
+        daemon = daemon_info(self.home)
+        # no daemon, no progress: an ETA would be a promise nobody keeps
         sweeps = tuple(SweepView(s.name, s.id, *self._metric_mode(s), tuple(s.varying),
                                  self.counts.get(s.id, {}), self.best.get(s.id),
-                                 self.scales.get(s.id))
+                                 self.scales.get(s.id),
+                                 self._sweep_eta(s.id, now) if daemon else None)
                        for s in self.sweeps.values())
-        return Snapshot(version, daemon_info(self.home), self._gpus(),
+        return Snapshot(version, daemon, self._gpus(),
                         gpu_info.nvml_status() if first else "", sweeps, tuple(views), first,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, removed)
 
     def _metric_mode(self, sweep: Sweep | None, runs: list[Run] = ()) -> tuple[str | None, str]:
         """The sweep's headline, or the first usual name its runs report when it names none."""
@@ -166,6 +179,7 @@ class Feed:
                     low, high = self.scales.get(sweep_id, (math.inf, -math.inf))
                     self.scales[sweep_id] = (min(low, *views[-1].series),
                                              max(high, *views[-1].series))
+                self.pace[run.id] = _Pace.of(views[-1], sweep_id)
                 self._note_best(sweep_id, run, views[-1].best, mode)
         return views
 
@@ -251,3 +265,74 @@ class Feed:
                                  None if g.memory_used is None else g.memory_used / 2**30,
                                  g.utilization, tuple(history), on_device.get(g.index, 0)))
         return tuple(views)
+
+
+    # -- deleted runs and the sweeps' ETA --------------------------------------------------------
+
+    def _forget_deleted(self) -> tuple[int, ...]:
+        """Runs deleted since the last look: dropped from every record; the best value of
+        their sweeps is recomputed from the runs that are left."""
+        present = self.store.run_ids()
+        removed = tuple(sorted(self.known - present))
+        self.known &= present
+        touched = {self.pace[i].sweep_id for i in removed if i in self.pace}
+        for run_id in removed:
+            self.tracks.pop(run_id, None)
+            self.pending.pop(run_id, None)
+            self.pace.pop(run_id, None)
+        for sweep_id in touched:
+            mode = self._metric_mode(self.sweeps.get(sweep_id))[1]
+            bests = self.run_bests.get(sweep_id, {})
+            for run_id in removed:
+                bests.pop(run_id, None)
+            self.best.pop(sweep_id, None)
+            if bests:
+                self.best[sweep_id] = (max if mode == "max" else min)(bests.values())
+            # the sparkline scale is left as it was: it only needs to cover the runs shown
+        return removed
+
+    def _sweep_eta(self, sweep_id: int, now: float) -> float | None:
+        """Seconds until the sweep's last run ends: the work left (what its running runs
+        still need, plus its queued runs at the mean duration of its finished ones), spread
+        over as many runs at once as it has running now. None until one run has finished."""
+        counts = self.counts.get(sweep_id, {})
+        queued, running = counts.get("queued", 0), counts.get("running", 0)
+        if not queued and not running:
+            return None
+        paces = [p for p in self.pace.values() if p.sweep_id == sweep_id]
+        took = [p.took_s for p in paces if p.took_s is not None]
+        mean = sum(took) / len(took) if took else None
+        left = 0.0
+        for p in paces:
+            if p.running:
+                if p.eta_s is not None:
+                    left += max(p.eta_s - (now - p.seen), 0.0)
+                elif mean is not None and p.started is not None:
+                    left += max(mean - (now - p.started), 0.0)
+                else:
+                    return None
+        if queued:
+            if mean is None:
+                return None
+            left += queued * mean
+        return left / max(running, 1)
+
+
+@dataclass(frozen=True)
+class _Pace:
+    """What a sweep's ETA needs of one run, as of its last change."""
+    sweep_id: int
+    running: bool
+    started: float | None
+    took_s: float | None            # how long it ran, once done
+    eta_s: float | None             # its own ETA when seen
+    seen: float
+    best: float | None
+
+    @classmethod
+    def of(cls, view: RunView, sweep_id: int) -> _Pace:
+        run = view.run
+        took = run.ended - run.started if run.status == "done" and run.started and run.ended \
+            else None
+        return cls(sweep_id, run.status == "running", run.started, took, view.eta_s,
+                   time.time(), view.best)

@@ -101,6 +101,22 @@ MIGRATIONS: list[str] = [
                UPDATE runs SET version = (SELECT n FROM changes WHERE id = 1) WHERE id = NEW.id;
            END""",
     ],
+    # 2 -> 3: a `slots` request (new slot counts for the running daemon) with its values in
+    # `data` (JSON). SQLite cannot change a CHECK: the table is rebuilt.
+    [
+        """CREATE TABLE requests_new (
+               id       INTEGER PRIMARY KEY,
+               kind     TEXT NOT NULL CHECK (kind IN ('cancel', 'stop', 'stop_now', 'slots')),
+               run_id   INTEGER REFERENCES runs(id),
+               created  REAL NOT NULL,
+               done     REAL,
+               data     TEXT
+           )""",
+        "INSERT INTO requests_new (id, kind, run_id, created, done) "
+        "SELECT id, kind, run_id, created, done FROM requests",
+        "DROP TABLE requests",
+        "ALTER TABLE requests_new RENAME TO requests",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -634,6 +650,63 @@ class Store:
                              "peak_mem_mb = COALESCE(?, peak_mem_mb) WHERE id = ?",
                              (dumps(u.last), dumps(sorted(u.names)), dumps(sorted(u.flags)),
                               u.peak_mem_mb, u.run_id))
+
+    # -- deleting runs and daemon settings (queue rm, queue slots) ----------------------------
+
+    def delete_ended(self, run_ids: Iterable[int]) -> tuple[list[Run], list[str]]:
+        """Delete runs that have ended (done, failed, cancelled) with their metric rows and
+        requests, in one transaction; a run that is queued or running by now is kept. A sweep
+        left with no run is deleted too, so that adding its file again queues it afresh.
+        Returns (the runs deleted, the names of the sweeps deleted). Their folders are the
+        caller's to remove."""
+        ids = list(run_ids)
+        deleted: list[Run] = []
+        with self.write() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM runs r JOIN sweeps s ON s.id = r.sweep_id "
+                    f"WHERE r.id IN ({marks}) AND r.status IN ('done', 'failed', 'cancelled')",
+                    chunk).fetchall()
+                deleted += [_run(row) for row in rows]
+            gone = [r.id for r in deleted]
+            for start in range(0, len(gone), 500):
+                chunk = gone[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM metrics WHERE run_id IN ({marks})", chunk)
+                conn.execute(f"DELETE FROM requests WHERE run_id IN ({marks})", chunk)
+                conn.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
+            emptied = [name for (name,) in conn.execute(
+                "SELECT name FROM sweeps s WHERE NOT EXISTS "
+                "(SELECT 1 FROM runs r WHERE r.sweep_id = s.id) AND s.id IN "
+                f"({','.join('?' * len({r.sweep_id for r in deleted}))})",
+                sorted({r.sweep_id for r in deleted}))]
+            conn.executemany("DELETE FROM sweeps WHERE name = ?", [(n,) for n in emptied])
+            if gone:  # readers that follow the change counter must look again
+                conn.execute("UPDATE changes SET n = n + 1 WHERE id = 1")
+        return deleted, emptied
+
+    def run_ids(self) -> set[int]:
+        """Every run id in the store (readers use it to notice deleted runs)."""
+        return {i for (i,) in self.read("SELECT id FROM runs")}
+
+    def request_slots(self, cpu_slots: int | None, slots_per_gpu: int | None) -> None:
+        """Ask the daemon for new slot counts; None leaves a count as it is, a per-GPU count
+        of 0 means no fixed count (packing by memory)."""
+        with self.write() as conn:
+            conn.execute("INSERT INTO requests (kind, created, data) VALUES ('slots', ?, ?)",
+                         (time.time(), dumps({"cpu_slots": cpu_slots,
+                                              "slots_per_gpu": slots_per_gpu})))
+
+    def request_data(self, request_id: int) -> dict:
+        """The values a request carries (a `slots` request's counts); {} when none."""
+        rows = self.read("SELECT data FROM requests WHERE id = ?", (request_id,))
+        try:
+            data = json.loads(rows[0][0]) if rows and rows[0][0] else {}
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
 
 
 @dataclass

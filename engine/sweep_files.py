@@ -369,3 +369,27 @@ def queue_sweep_text(store: Store, text: str, origin: str | Path) -> Queued:
     if final is not None:
         _write_atomic(path, final)
     return Queued(path, final is not None, store.add_sweep(spec))
+
+
+def save_file_and_queue(store: Store, text: str, path: str | Path, loaded: str) -> Queued:
+    """A file opened for editing: the edit is written back to THAT file (atomically), then it
+    is queued. `loaded` is the text it held when opened: a file changed on disk since then is
+    not overwritten. Text with an error writes and queues nothing."""
+    path = Path(path).absolute()
+    spec = check_text(text, path)             # raises before anything is written
+    if _holds(path, text):
+        return Queued(path, False, store.add_sweep(spec))
+    if path.exists() and not _holds(path, loaded):
+        raise GridrunError("the file changed on disk since it was opened; not overwritten",
+                           path=str(path), hint="your edit is still in the editor: save it "
+                                                "elsewhere, or ctrl+o opens the file again")
+    _write_atomic(path, text)
+    return Queued(path, True, store.add_sweep(spec))
+
+
+def is_bundled(path: str | Path) -> bool:
+    """A file that ships with gridrun (its studies and examples): edits of it are saved to the
+    home's sweeps folder, never into the installation."""
+    real = Path(path).resolve()
+    return any(real.is_relative_to((PROJECT_ROOT / folder).resolve())
+               for folder in ("experiments", "examples"))

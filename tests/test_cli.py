@@ -16,7 +16,7 @@ def test_version_and_help(cli):
     for command in ("queue", "results", "gpus"):
         assert command in out
     queue_help = cli("queue", "--help", check=0).stdout
-    for command in ("add", "run", "ls", "show", "status", "cancel", "retry", "stop"):
+    for command in ("add", "run", "ls", "show", "status", "cancel", "retry", "stop", "rm", "slots"):
         assert command in queue_help
 
 

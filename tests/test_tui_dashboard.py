@@ -31,8 +31,8 @@ async def test_dashboard_shows_sweeps_and_the_runs_of_the_selected_one(cli, swee
         runs = app.screen.query_one(RunsTable)
         await wait_until(pilot, lambda: runs.row_count == 4, what="alpha's runs")
         sweeps = app.screen.query_one(SweepsList)
-        assert cell(sweeps, "alpha", "done") == "4/4"
-        assert cell(sweeps, "beta", "done") == "0/2"
+        assert cell(sweeps, "alpha", "done") == "████████ 4/4"
+        assert cell(sweeps, "beta", "done") == "░░░░░░░░ 0/2"
         # accuracy at epoch 3 of fake_train: min(99, 50 + 30 * (1 + lr)) - 0.1 * seed
         assert cell(sweeps, "alpha", "best") == "95 accuracy"
         first = str(Store(cli.home).runs(sweep="alpha")[0].id)

@@ -89,3 +89,41 @@ def test_queue_watch_export_quit_and_the_runs_go_on(tmp_path):
     assert [r.status for r in store.runs()] == ["done"] * 4
     subprocess.run([sys.executable, "-m", "gridrun.tui.cli", "queue", "stop", "--now"], env=env,
                    cwd=ROOT, capture_output=True, timeout=30)
+
+
+def test_delete_a_sweep_at_80x24(tmp_path):
+    """D on the sweeps list, answered y: the sweep's runs and folders go, the dashboard says
+    how to start again, and the same file queues its runs anew."""
+    home = tmp_path / "home"
+    sweep = tmp_path / "gone.toml"
+    sweep.write_text(
+        'name = "gone"\n'
+        f'command = [{json.dumps(sys.executable)}, {json.dumps(str(FAKE_TRAIN))}, "--lr", '
+        '"{lr}", "--epochs", "2"]\n[grid]\nlr = [0.1, 0.2, 0.3]\n[resources]\ngpus = 0\n')
+    env = cli_env(home)
+    cli = [sys.executable, "-m", "gridrun.tui.cli"]
+    subprocess.run([*cli, "queue", "run", str(sweep)], env=env, cwd=tmp_path, check=True,
+                   capture_output=True, timeout=60)
+    name = f"gridrun-e2e-{uuid.uuid4().hex[:8]}"
+    command = " ".join(["cd", str(tmp_path), "&&", "env",
+                        *(f"{k}={v}" for k, v in env.items() if k.startswith(("GRIDRUN_", "PYTHONPATH"))),
+                        *cli, "tui", "--no-daemon"])
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", command],
+                   check=True, env=env)
+    term = Terminal(name)
+    try:
+        term.wait_for("✓ done", 30)
+        term.keys("Tab")          # to the sweeps list
+        time.sleep(0.5)
+        term.keys("D")
+        term.wait_for("Delete every run of gone: 3 runs (3 done)", 10)
+        term.keys("y")
+        term.wait_for("No sweeps in this home yet", 20)
+        term.keys("q")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    assert Store(home).runs() == [] and Store(home).sweep("gone") is None
+    assert not (home / "gone").exists()
+    again = subprocess.run([*cli, "queue", "add", str(sweep)], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert again.stdout.strip() == "queued 3 runs in sweep gone"

@@ -44,13 +44,20 @@ class GridrunApp(App):
     @work(thread=True, exclusive=True, group="daemon")
     def ensure_daemon(self) -> None:
         """The interface never runs runs itself: it starts the detached daemon if none is alive."""
-        if control.daemon_info(self.home) is None:
-            try:
-                pid = control.start_daemon(self.home, watch=True, cpu_slots=self.cpu_slots)
-            except GridrunError as e:
-                self._tell(ActionDone(f"could not start the daemon: {e}", error=True))
-                return
-            self._tell(ActionDone(f"started the daemon (pid {pid})"))
+        self._start_if_stopped(say_if_running=False)
+
+    def _start_if_stopped(self, say_if_running: bool) -> None:
+        """In a worker: start the daemon unless one is alive, and say how it went."""
+        if control.daemon_info(self.home) is not None:
+            if say_if_running:
+                self._tell(ActionDone("the daemon is already running"))
+            return
+        try:
+            pid = control.start_daemon(self.home, watch=True, cpu_slots=self.cpu_slots)
+        except GridrunError as e:
+            self._tell(ActionDone(f"could not start the daemon: {e}", error=True))
+            return
+        self._tell(ActionDone(f"started the daemon (pid {pid})"))
 
     def _tell(self, message: ActionDone) -> None:
         """From a worker thread: a message to whatever screen is showing."""
@@ -89,6 +96,69 @@ class GridrunApp(App):
         self._tell(ActionDone(f"queued {len(retried)} run(s) again" if retried
                               else "nothing to retry: no failed or cancelled run"))
 
+    @work(thread=True, group="actions")
+    def delete_runs(self, ids: list[int]) -> None:
+        """Delete runs and their folders; queued or running ones are cancelled first (the
+        confirmation said so)."""
+        try:
+            runs = control.select_runs(self.store, ids, None)
+            result = control.delete(self.store, self.home, runs, force=True)
+        except GridrunError as e:
+            self._tell(ActionDone(str(e), error=True))
+            return
+        text = f"deleted {len(result.deleted)} run(s) and their folders"
+        if result.sweeps:
+            text += f"; removed sweep {', '.join(result.sweeps)}"
+        if result.folders_kept:
+            text += f"; kept {len(result.folders_kept)} folder(s) outside the home"
+        self._tell(ActionDone(text, error=bool(result.folders_kept)))
+
+    # -- the daemon ------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="daemon")
+    def start_daemon_now(self) -> None:
+        """S, or the palette: start the daemon when none is alive."""
+        self._start_if_stopped(say_if_running=True)
+
+    @work(thread=True, exclusive=True, group="daemon")
+    def stop_daemon(self, now: bool = False) -> None:
+        pid = control.stop(self.store, self.home, now)
+        self._tell(ActionDone("no daemon is running" if pid is None else
+                              f"asked daemon {pid} to stop " +
+                              ("now; its running runs are requeued" if now else
+                               "once its running runs finish")))
+
+    @work(thread=True, group="actions")
+    def set_slots(self, cpu_slots: int | None, slots_per_gpu: int | None) -> None:
+        try:
+            control.set_slots(self.store, self.home, cpu_slots, slots_per_gpu)
+        except GridrunError as e:
+            self._tell(ActionDone(str(e), error=True))
+            return
+        if cpu_slots is not None:
+            self.cpu_slots = cpu_slots  # a daemon started from here later gets as many
+        self._tell(ActionDone("the daemon takes the new slot counts on its next tick"))
+
+    def action_start_daemon(self) -> None:
+        self.start_daemon_now()
+
+    def action_stop_daemon(self) -> None:
+        self.stop_daemon(False)
+
+    def action_stop_daemon_now(self) -> None:
+        self.confirm_then("Stop the daemon now? Its running runs are interrupted and "
+                          "queued again.", lambda: self.stop_daemon(True))
+
+    def action_slots(self) -> None:
+        from gridrun.tui.screens.slots import SlotsScreen
+
+        def chosen(counts: tuple[int | None, int | None] | None) -> None:
+            if counts is not None:
+                self.set_slots(*counts)
+        # what the dashboard last read of daemon.json (no file read on the event loop)
+        info = getattr(getattr(self.screen, "last", None), "daemon", None) or {}
+        self.push_screen(SlotsScreen(info.get("cpu_slots"), info.get("slots_per_gpu")), chosen)
+
     # -- help and the command palette -------------------------------------------------------
 
     def action_help(self) -> None:
@@ -103,6 +173,15 @@ class GridrunApp(App):
                 ("New sweep", "Write or pick a run matrix and queue it", "new_sweep"),
                 ("Cancel", "Cancel the selected run (or sweep, on the sweeps list)", "cancel"),
                 ("Retry", "Retry the selected run (or sweep, on the sweeps list)", "retry"),
+                ("Delete", "Delete the selected run (or sweep, on the sweeps list) and its "
+                 "folders", "delete"),
+                ("Start daemon", "Start the daemon that runs the queue", "start_daemon"),
+                ("Stop daemon", "Stop the daemon once its running runs finish",
+                 "stop_daemon"),
+                ("Stop daemon now", "Stop the daemon now; its running runs are queued again",
+                 "stop_daemon_now"),
+                ("Daemon slots", "Change how many runs the daemon runs at once (CPU, per GPU)",
+                 "slots"),
                 ("Filter runs", "Show only runs matching some words", "filter"),
                 ("Choose metric", "Rank the results by another metric", "metric"),
                 ("Group by", "Choose the keys of a marginal results table", "group_by"),

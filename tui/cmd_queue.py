@@ -1,4 +1,4 @@
-"""`gridrun queue ...`: add, run, ls, show, status, cancel, retry, stop."""
+"""`gridrun queue ...`: add, run, ls, show, status, cancel, retry, stop, rm, slots."""
 from __future__ import annotations
 
 import json
@@ -186,30 +186,65 @@ def ls(home: HomeOption = None, sweep: Annotated[Optional[str], typer.Option(
         print("no runs" + (f" in sweep {sweep}" if sweep else "") +
               (f" with status {status}" if status else ""))
         return
-    from rich.table import Table
-
     from gridrun.engine.results import twin_runs
 
     varying = _sweep_varying(store)
     metrics = {s.id: s.metric for s in store.sweeps()}
     twins = twin_runs(runs)
-    table = Table(box=None, pad_edge=False)
-    for name in ("id", "sweep", "#", "status", "device", "try", "params", "epoch", "metrics",
-                 "time", "note"):
-        table.add_column(name, justify="right" if name in ("id", "#", "try") else "left",
-                         overflow="fold")
+    rows = []
     for r in runs:
         note = ", ".join(r.flags + ([f"same metrics as #{twins[r.id]}"] if r.id in twins else []))
-        if r.status == "failed" and r.error:
-            note = (note + " " if note else "") + r.error.splitlines()[0][:60]
-        style = fmt.STATUS_STYLE.get(r.status, "")
-        table.add_row(str(r.id), r.sweep, str(r.index),
-                      f"[{style}]{fmt.STATUS_GLYPH[r.status]} {r.status}[/]", r.device or "-",
-                      str(r.attempt), fmt.params_text(r.params, varying.get(r.sweep_id, [])),
-                      fmt.epoch_text(r.last_metrics, r.params),
-                      fmt.metrics_text(r.last_metrics, first=metrics.get(r.sweep_id)),
-                      fmt.elapsed(r.started, r.ended), note)
-    console().print(table)
+        error = r.error if r.status == "failed" and r.error else ""
+        rows.append({"id": str(r.id), "sweep": r.sweep, "#": str(r.index),
+                     "status": f"{fmt.STATUS_GLYPH[r.status]} {r.status}",
+                     "device": r.device or "-", "try": str(r.attempt),
+                     "params": fmt.params_text(r.params, varying.get(r.sweep_id, [])),
+                     "epoch": fmt.epoch_text(r.last_metrics, r.params),
+                     "metrics": fmt.metrics_text(r.last_metrics, first=metrics.get(r.sweep_id)),
+                     "time": fmt.elapsed(r.started, r.ended),
+                     "note": (note + " " if note and error else note), "error": error})
+    _print_runs(rows, [r.status for r in runs])
+
+
+# the columns of `queue ls`; those with a minimum width give up room on a narrow terminal
+LS_COLUMNS = (("id", None), ("sweep", 6), ("#", None), ("status", None), ("device", 4),
+              ("try", None), ("params", 10), ("epoch", None), ("metrics", 8), ("time", None),
+              ("note", 14))
+
+
+def _print_runs(rows: list[dict], statuses: list[str]) -> None:
+    """One line a run, in the terminal's width: long values end in an ellipsis at a word,
+    a failed run's error keeps its end (the exception)."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    from gridrun.tui.fit import ellipsize, error_tail, share_widths
+
+    out = console()
+    names = [name for name, _ in LS_COLUMNS]
+    natural = [max([cell_len(name)] + [cell_len(row[name] + row["error"]) if name == "note"
+                                        else cell_len(row[name]) for row in rows])
+               for name in names]
+    gaps = len(names) - 1   # one space right of each column but the last
+    widths = share_widths(natural, [m for _, m in LS_COLUMNS], out.width - gaps)
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0))
+    for name, width in zip(names, widths):
+        table.add_column(name, justify="right" if name in ("id", "#", "try") else "left",
+                         width=width, no_wrap=True, overflow="ellipsis")
+    for row, state in zip(rows, statuses):
+        cells = []
+        for name, width in zip(names, widths):
+            if name == "note":
+                left = width - cell_len(row["note"])
+                text = (row["note"] + error_tail(row["error"], left) if row["error"] and left > 8
+                        else ellipsize(row["note"] + row["error"], width))
+            else:
+                text = ellipsize(row[name], width)
+            style = fmt.STATUS_STYLE.get(state, "") if name == "status" else ""
+            cells.append(Text(text, style=style))
+        table.add_row(*cells)
+    out.print(table)
 
 
 @app.command("show")
@@ -336,3 +371,42 @@ def stop(now: Annotated[bool, typer.Option(
     else:
         running = store.counts()["running"]
         print(f"asked daemon {pid} to stop after its {running} running run(s) finish")
+
+
+@app.command("rm")
+def rm(ids: Ids = None, sweep: SweepOpt = None,
+       force: Annotated[bool, typer.Option(
+           "--force", help="Cancel queued and running runs first, then delete them.")] = False,
+       home: HomeOption = None) -> None:
+    """Delete ended runs (done, failed, cancelled) and their folders; a sweep left empty goes too."""
+    from gridrun.engine import control
+
+    home_path, store = open_home(home)
+    runs = control.select_runs(store, ids, sweep)
+    if not runs:
+        print("nothing to delete")
+        return
+    result = control.delete(store, home_path, runs, force=force)
+    print(f"deleted {len(result.deleted)} run(s) and their folders")
+    for name in result.sweeps:
+        print(f"removed sweep {name} (no run left)")
+    for note in result.folders_kept:
+        print(f"kept {note}", file=sys.stderr)
+
+
+@app.command("slots")
+def slots(cpu: Annotated[Optional[int], typer.Option(
+              "--cpu", min=1, help="Runs at once on the CPU.")] = None,
+          per_gpu: Annotated[Optional[int], typer.Option(
+              "--per-gpu", min=0, help="Runs sharing one GPU (0: pack by memory).")] = None,
+          home: HomeOption = None) -> None:
+    """Change the running daemon's slot counts; it applies them on its next tick."""
+    from gridrun.engine import control
+
+    home_path, store = open_home(home)
+    pid = control.set_slots(store, home_path, cpu, per_gpu)
+    wanted = ", ".join(part for part in (
+        f"{cpu} CPU slot(s)" if cpu is not None else "",
+        (f"{per_gpu} per GPU" if per_gpu else "GPU packing by memory")
+        if per_gpu is not None else "") if part)
+    print(f"asked daemon {pid} for {wanted}")

@@ -85,6 +85,7 @@ class SweepTextLoaded(Message):
     origin: Path | None
     label: str
     from_file: bool = False
+    in_place: bool = False          # a user's file: ctrl+s saves the edit to it
     error: GridrunError | None = None
 
 

@@ -10,10 +10,20 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from gridrun.engine.feed import Feed, RunView, Snapshot, SweepView
+from gridrun.engine.store import STATUSES
+from gridrun.tui import fmt
 from gridrun.tui.messages import ActionDone, FeedUpdated
+from gridrun.tui.widgets.cells import STATUS_COLOUR
 from gridrun.tui.widgets.gpu_panel import GpuPanel
 from gridrun.tui.widgets.runs_table import RunsTable
 from gridrun.tui.widgets.sweeps_list import SweepsList
+
+
+EMPTY_HOME = Text.assemble(
+    ("No sweeps in this home yet.\n\n", "bold"),
+    "Press ", ("n", "bold"), " for a new sweep (pick or write a run matrix and queue it),\n",
+    "or on the command line: ", ("gridrun queue add FILE", "bold"), "\n\n",
+    ("? lists every key", "dim"))
 
 
 class DashboardScreen(Screen):
@@ -26,6 +36,8 @@ class DashboardScreen(Screen):
         Binding("n", "new_sweep", "New"),
         Binding("c", "cancel", "Cancel"),
         Binding("R", "retry", "Retry", key_display="R"),
+        Binding("D", "delete", "Delete", key_display="D"),
+        Binding("S", "start_daemon", "Start daemon", show=False, key_display="S"),
         Binding("tab", "switch_pane", "Pane", show=False),
         Binding("left_square_bracket", "page(-1)", "Page", show=False, key_display="["),
         Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]"),
@@ -41,6 +53,7 @@ class DashboardScreen(Screen):
         self.sweep_views: dict[str, SweepView] = {}
         self.current: str | None = None              # the sweep whose runs are shown
         self.last: Snapshot | None = None
+        self.wanted_sweep: str | None = None        # to select once listed (one just queued)
 
     def compose(self) -> ComposeResult:
         yield Static(id="header")
@@ -50,11 +63,13 @@ class DashboardScreen(Screen):
         with Vertical(id="runs-pane"):
             yield Input(placeholder="filter runs: words to match, esc to clear", id="filter")
             yield RunsTable(id="runs")
+            yield Static(EMPTY_HOME, id="empty-home")
         yield Footer()
 
     def on_mount(self) -> None:
         self.feed = Feed(self.app.store, self.app.home)
         self.query_one("#filter").display = False
+        self.query_one("#empty-home").display = False
         self.query_one(RunsTable).focus()
         self.poll()
         self.set_interval(self.refresh_s, self.poll)
@@ -67,15 +82,22 @@ class DashboardScreen(Screen):
 
     def on_feed_updated(self, message: FeedUpdated) -> None:
         snap = message.snapshot
+        previous = self.last
         self.last = snap
         self._header(snap)
+        self._announce_daemon(previous, snap)
         if snap.daemon and snap.daemon.get("backend") == "ray":   # its runs go to a cluster
             self.query_one(GpuPanel).show_cluster(snap.daemon.get("nodes") or [])
         elif snap.first or snap.gpus:
             self.query_one(GpuPanel).show(snap.gpus, snap.nvml)
+            self.set_class(not snap.gpus, "-no-gpu")
+        self._show_empty_home(not snap.sweeps)
+        for run_id in snap.removed:
+            self.views.pop(run_id, None)
         sweeps = self.query_one(SweepsList)
         self.sweep_views = {s.name: s for s in snap.sweeps}
         sweeps.show(snap.sweeps)
+        self._select_wanted()
         new_here = False
         for view in snap.runs:
             new_here |= view.run.id not in self.views and view.run.sweep == self.current
@@ -88,7 +110,7 @@ class DashboardScreen(Screen):
             # only the changed runs of the shown sweep touch the table
             table.sweep = self.sweep_views.get(self.current)
             in_place = table.update_runs([v for v in snap.runs if v.run.sweep == self.current])
-            if new_here or not in_place:
+            if new_here or not in_place or snap.removed:
                 self._show_sweep(self.current, table.page)
             else:
                 running = self.sweep_views.get(self.current)
@@ -97,25 +119,27 @@ class DashboardScreen(Screen):
                                        if v.run.sweep == self.current and v.run.status == "running"])
 
     def _header(self, snap: Snapshot) -> None:
-        daemon = snap.daemon
-        state = (Text(f"daemon running, pid {daemon['pid']}", style="green3") if daemon
-                 else Text("daemon stopped", style="yellow3"))
-        devices = (f"{len(snap.gpus)} GPU" + ("s" if len(snap.gpus) != 1 else "")) if snap.gpus \
-            else "CPU only"
-        counts: dict[str, int] = {}
-        for s in snap.sweeps:
-            for k, n in s.counts.items():
-                counts[k] = counts.get(k, 0) + n
-        summary = " · ".join(f"{counts.get(k, 0)} {k}" for k in ("running", "queued", "done",
-                                                                 "failed"))
-        # what matters first: on a narrow terminal the home path is what gets cut
-        header = Text.assemble(("gridrun ", "bold"), state, " · ", devices, " · ",
-                               (summary, "dim"), "  ", (str(self.app.home), "dim"))
+        header = header_text(snap, str(self.app.home), narrow=self.size.width < 100)
         if header != getattr(self, "_header_text", None):  # repaint only on change
             self._header_text = header
             self.query_one("#header", Static).update(header)
 
+    def _announce_daemon(self, previous: Snapshot | None, snap: Snapshot) -> None:
+        """A daemon that stops (or dies) while the interface looks is said once, with the key
+        that starts it again; the header keeps saying it."""
+        if previous is not None and previous.daemon and not snap.daemon:
+            self.notify("The daemon stopped: queued runs wait. Press S to start it again.",
+                        title="daemon stopped", severity="warning", timeout=10)
+
+    def _show_empty_home(self, empty: bool) -> None:
+        note = self.query_one("#empty-home")
+        if note.display != empty:
+            note.display = empty
+            self.query_one(RunsTable).display = not empty
+
     def on_resize(self, event) -> None:
+        if self.last is not None:
+            self._header(self.last)   # words at 100 columns and up, glyphs below
         table = self.query_one(RunsTable)
         compact = event.size.width < 100
         if compact != table.compact:
@@ -209,6 +233,44 @@ class DashboardScreen(Screen):
     def action_retry(self) -> None:
         self._on_selection("Retry every failed or cancelled run of {sweep}?", self.app.retry_runs)
 
+    def action_delete(self) -> None:
+        """D: the selected run, or on the sweeps list every run of the sweep; always asks,
+        saying how many runs and in which states."""
+        from gridrun.engine.control import describe_states
+
+        if self.focused is self.query_one(SweepsList) and self.current:
+            runs = [v.run for v in self.views.values() if v.run.sweep == self.current]
+            what = f"every run of {self.current}"
+        elif (run_id := self.selected_run()) is not None and run_id in self.views:
+            runs = [self.views[run_id].run]
+            what = f"run {runs[0].sweep} #{runs[0].index}"
+        else:
+            return
+        if not runs:
+            return
+        live = sum(1 for r in runs if r.status in ("queued", "running"))
+        question = (f"Delete {what}: {describe_states(runs)}, with "
+                    f"{'its folder' if len(runs) == 1 else 'their folders'}?"
+                    + (f"\nThe {live} queued or running will be cancelled first." if live else ""))
+        ids = [r.id for r in runs]
+        self.app.confirm_then(question, lambda: self.app.delete_runs(ids))
+
+    def action_start_daemon(self) -> None:
+        self.app.start_daemon_now()
+
+    def select_sweep(self, name: str) -> None:
+        """Show this sweep (one just queued) once the sweeps list has it."""
+        self.wanted_sweep = name
+        self.poll()
+
+    def _select_wanted(self) -> None:
+        name = self.wanted_sweep
+        sweeps = self.query_one(SweepsList)
+        if name is not None and name in sweeps.rows:
+            self.wanted_sweep = None
+            sweeps.move_cursor(row=sweeps.get_row_index(name))
+            self._show_sweep(name)
+
     def _on_selection(self, question: str, act) -> None:
         """The selected run at once, or the selected sweep (several runs) once confirmed."""
         sweep = self.current
@@ -220,3 +282,38 @@ class DashboardScreen(Screen):
     def on_action_done(self, message: ActionDone) -> None:
         self.notify(message.text, severity="error" if message.error else "information")
         self.poll()
+
+
+def header_text(snap: Snapshot, home: str, *, narrow: bool) -> Text:
+    """The daemon (with its slots), the devices and the runs in each state. At 80 columns
+    the words shrink to glyphs so that the failed and cancelled counts stay on screen; the
+    home path is what gets cut."""
+    daemon = snap.daemon
+    if daemon:
+        slots = [f"{daemon.get('cpu_slots', '?')} CPU slot" +
+                 ("s" if daemon.get("cpu_slots") != 1 else "")]
+        if snap.gpus:
+            slots.append(f"{daemon['slots_per_gpu']}/GPU" if daemon.get("slots_per_gpu")
+                         else "GPUs by memory")
+        state = Text.assemble((f"daemon {daemon['pid']}" if narrow else
+                               f"daemon running, pid {daemon['pid']}", "green3"),
+                              (" " + ", ".join(slots), "green3"))
+    else:
+        state = Text("daemon stopped (S starts it)", style="yellow3")
+    n = len(snap.gpus)
+    devices = (f"{n} GPU" + ("s" if n != 1 else "")) if snap.gpus else \
+        ("CPU" if narrow else "CPU only")
+    counts: dict[str, int] = {}
+    for s in snap.sweeps:
+        for k, c in s.counts.items():
+            counts[k] = counts.get(k, 0) + c
+    if narrow:
+        summary = Text(" ").join(Text(f"{fmt.STATUS_GLYPH[k]}{counts.get(k, 0)}",
+                                      style=STATUS_COLOUR[k] if counts.get(k) else "dim")
+                                 for k in STATUSES)
+    else:
+        summary = Text(" · ").join(Text(f"{counts.get(k, 0)} {k}",
+                                        style=STATUS_COLOUR[k] if counts.get(k) else "dim")
+                                   for k in STATUSES)
+    return Text.assemble(("gridrun ", "bold"), state, " · ", devices, " · ", summary, "  ",
+                         (home, "dim"))

@@ -53,6 +53,8 @@ class NewSweepScreen(Screen):
         Binding("ctrl+s", "queue", "Queue"),
         Binding("ctrl+o", "pick", "Open…"),
         Binding("ctrl+g", "goto_error", "Go to error"),
+        # before the editor's own ctrl+a (line start): select all, as editors elsewhere do
+        Binding("ctrl+a", "select_all", "Select all", show=False, priority=True),
         Binding("escape", "back", "Back"),
         Binding("down", "pick_move(1)", show=False),
         Binding("up", "pick_move(-1)", show=False),
@@ -65,6 +67,7 @@ class NewSweepScreen(Screen):
         self.origin: Path | None = None      # the file the text is validated as
         self.label = ""                      # how the origin is named to the user
         self.from_file = False               # the text came from an existing file
+        self.in_place = False                # ... a user's one: edits are saved to it
         self.original = ""                   # the text as loaded
         self.generation = 0                  # bumped by each validation started
         self.checked_text: str | None = None
@@ -226,7 +229,8 @@ class NewSweepScreen(Screen):
                 path, text = sweep_files.read_sweep_text(
                     start.path if start is not None else typed, self.cwd)
                 message = SweepTextLoaded(text, path, sweep_files.shown_path(path, self.cwd),
-                                          from_file=True)
+                                          from_file=True,
+                                          in_place=not sweep_files.is_bundled(path))
         except GridrunError as e:
             message = SweepTextLoaded(None, None, "", error=e)
         except Exception as e:  # noqa: BLE001 - shown, not raised into the app
@@ -249,6 +253,7 @@ class NewSweepScreen(Screen):
 
     def _start_editing(self, message: SweepTextLoaded) -> None:
         self.origin, self.label, self.from_file = message.origin, message.label, message.from_file
+        self.in_place = message.in_place
         self.summary = self.error = None
         self.checked_text = None
         editor = self.editor
@@ -325,6 +330,8 @@ class NewSweepScreen(Screen):
         """What ctrl+s will do with the text, in words."""
         if self.from_file and not self.dirty():
             return f"ctrl+s queues {self.label} as it is"
+        if self.in_place:
+            return f"ctrl+s saves your edit to {self.label} and queues it"
         target = sweep_files.sweeps_dir(self.app.home) / f"{name}.toml"
         return f"ctrl+s saves {sweep_files.shown_path(target, self.cwd)} and queues it"
 
@@ -408,13 +415,18 @@ class NewSweepScreen(Screen):
             return
         self.queueing = True
         self.query_one("#ns-preview").border_subtitle = "queueing…"
-        self.queue(self.editor.text, self.origin)
+        self.queue(self.editor.text, self.origin, self.original if self.in_place else None)
 
     @work(thread=True, exclusive=True, group="ns-queue")
-    def queue(self, text: str, origin: Path) -> None:
-        """Validate again (the preview may be behind), save where needed, add to the store."""
+    def queue(self, text: str, origin: Path, loaded: str | None) -> None:
+        """Validate again (the preview may be behind), save where needed, add to the store.
+        A user's file opened for editing is saved to itself (`loaded`: what it held when
+        opened); a template, a study or an example goes to the home's sweeps folder."""
         try:
-            message = SweepQueued(sweep_files.queue_sweep_text(self.app.store, text, origin))
+            message = SweepQueued(
+                sweep_files.save_file_and_queue(self.app.store, text, origin, loaded)
+                if loaded is not None else
+                sweep_files.queue_sweep_text(self.app.store, text, origin))
         except GridrunError as e:
             message = SweepQueued(None, e)
         except Exception as e:  # noqa: BLE001 - nothing was queued; say so
@@ -439,7 +451,7 @@ class NewSweepScreen(Screen):
             text += f" ({result.existing} already in the store)"
         if queued.saved:
             text += f"; saved {sweep_files.shown_path(queued.path, self.cwd)}"
-        self._leave(text)
+        self._leave(text, result.sweep)
 
     # -- leaving ---------------------------------------------------------------------------------------
 
@@ -456,12 +468,20 @@ class NewSweepScreen(Screen):
         else:
             self._leave()
 
-    def _leave(self, text: str | None = None) -> None:
+    def _leave(self, text: str | None = None, sweep: str | None = None) -> None:
         app = self.app
         app.pop_screen()
+        if sweep is not None and hasattr(app.screen, "select_sweep"):
+            app.screen.select_sweep(sweep)             # the dashboard shows the new sweep
         if text is not None:
             below = app.screen
             if hasattr(below, "on_action_done"):
                 below.post_message(ActionDone(text))   # the dashboard says it and refreshes
             else:
                 app.notify(text)
+
+    def action_select_all(self) -> None:
+        """ctrl+a: the whole text in the editor, or all of what was typed in the path box."""
+        focused = self.focused
+        if isinstance(focused, (TextArea, Input)):
+            focused.select_all()

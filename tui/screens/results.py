@@ -293,7 +293,10 @@ class ResultsScreen(Screen):
 
     def action_group_by(self) -> None:
         self.add_class("-picking")
-        self.query_one("#group-by", SelectionList).focus()
+        group_by = self.query_one("#group-by", SelectionList)
+        if group_by.highlighted is None and group_by.option_count:
+            group_by.highlighted = 0  # space toggles the first key at once
+        group_by.focus()
 
     @on(SelectionList.SelectedChanged, "#group-by")
     def group_by_changed(self, event: SelectionList.SelectedChanged) -> None:

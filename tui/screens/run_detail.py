@@ -23,11 +23,11 @@ from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, HorizontalScroll, Vertical, VerticalScroll
 from textual.geometry import Size
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Log, Static, Tab, Tabs
+from textual.widgets import DataTable, Footer, Input, Log, Static, Tab, Tabs
 from textual.worker import Worker
 from textual_plotext import PlotextPlot
 
@@ -39,8 +39,10 @@ from gridrun.engine.results import is_accuracy, numeric
 from gridrun.engine.store import FINISHED, Run, Store
 from gridrun.engine.tail import ATTEMPT_KEY
 from gridrun.tui import fmt
+from gridrun.tui.fit import error_tail
 from gridrun.tui.messages import ActionDone, RunDetailUpdated
 from gridrun.tui.widgets.cells import status as status_cell
+from gridrun.tui.widgets.log_pane import LogPane
 
 WIDE = (120, 32)          # columns, rows from which every pane shows at once
 PANES = ("charts", "metrics", "params", "log")
@@ -158,6 +160,15 @@ class RunDetailScreen(Screen):
         Binding("c", "cancel", "Cancel"),
         Binding("R", "retry", "Retry", key_display="R"),
         Binding("o", "folder", "Folder"),
+        Binding("y", "copy_replay", "Copy replay"),
+        Binding("slash", "search", "Search log", key_display="/"),
+        Binding("n", "next_hit(1)", "Next hit", show=False),
+        Binding("N", "next_hit(-1)", "Previous hit", show=False, key_display="N"),
+        Binding("f", "follow", "Follow", show=False),
+        Binding("g", "edge('top')", "Top", show=False),
+        Binding("G", "edge('bottom')", "Bottom", show=False, key_display="G"),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("j", "scroll(1)", "Down", show=False),
         Binding("k", "scroll(-1)", "Up", show=False),
         Binding("1", "show_pane('charts')", "Charts", show=False),
@@ -204,16 +215,21 @@ class RunDetailScreen(Screen):
                     params.border_title = "parameters"
                     yield Static(id="rd-params")
                     yield Static(id="rd-folder", classes="rd-note")
-                    yield Static(id="rd-replay", classes="rd-note")
-                log = Log(id="rd-log", max_lines=LOG_LINES, auto_scroll=False)
+                    with HorizontalScroll(id="rd-replay-box"):
+                        yield Static(id="rd-replay", classes="rd-note")
+                log = LogPane(id="rd-log", max_lines=LOG_LINES)
                 log.border_title = "stdout.log"
+                log.border_subtitle = "following"
                 yield log
+        yield Input(placeholder="search the log: enter finds, n/N next/previous, esc closes",
+                    id="rd-search")
         yield Footer()
 
     def on_mount(self) -> None:
         for chart in ("loss", "acc", "lr"):
             self.query_one(f"#chart-{chart}").display = False
         self.query_one("#rd-chart-main").display = False
+        self.query_one("#rd-search").display = False
         self._layout(self.app.size.width, self.app.size.height)
         self.poll_now()
         self.set_interval(getattr(self.app, "refresh_s", 1.0), self.poll_now)
@@ -232,6 +248,10 @@ class RunDetailScreen(Screen):
         self.query_one("#rd-metrics").display = "metrics" in shown
         self.query_one("#rd-params-pane").display = "params" in shown
         self.query_one("#rd-log").display = "log" in shown
+        if "log" in shown:  # a log that follows shows its end when it comes into view
+            log = self.query_one("#rd-log", LogPane)
+            self.call_after_refresh(lambda: log.follow and log.scroll_end(
+                animate=False, immediate=True, x_axis=False))
         focused = self.focused
         if focused is None or not self._visible(focused):
             target = self._pane_widget(self.pane) if self.wide else self.query_one("#rd-tabs")
@@ -340,8 +360,10 @@ class RunDetailScreen(Screen):
             self._show_params(message.run)
         if message.replay is not None:
             self.replay = message.replay
-            self.query_one("#rd-replay", Static).update(
-                Text.assemble(("to replay it by hand:\n", "bold"), message.replay))
+            # on one line, never broken (the pane scrolls sideways); y copies it
+            self.query_one("#rd-replay", Static).update(Text.assemble(
+                ("to replay it by hand (y copies it):\n", "bold"),
+                Text(message.replay, no_wrap=True, overflow="ignore")))
         if not unchanged:  # a running run's elapsed time changes every second
             self._show_status(message.run)
         if message.reset or message.rows:
@@ -355,16 +377,14 @@ class RunDetailScreen(Screen):
 
     def _append_log(self, text: str) -> None:
         """New output at the end; the view follows it unless the user scrolled up."""
-        log = self.query_one("#rd-log", Log)
-        follow = log.is_vertical_scroll_end or not log.line_count
+        log = self.query_one("#rd-log", LogPane)
         if text.count("\n") > LOG_LINES:
             text = "\n".join(text.split("\n")[-LOG_LINES - 1:])
         log.write(text, scroll_end=False)
         if log.virtual_size.height != log.line_count:
             # Log prunes to max_lines without shrinking its virtual size (Textual 8.2.8)
             log.virtual_size = Size(log.virtual_size.width, log.line_count)
-        if follow:
-            log.scroll_end(animate=False, immediate=True, x_axis=False)
+        log.appended()
 
     def _show_missing(self) -> None:
         self.missing = True
@@ -385,8 +405,11 @@ class RunDetailScreen(Screen):
         for flag in run.flags:
             line2 += [(f"⚠ {flag.replace('_', ' ')}", "bold yellow3"), "  "]
         if run.error:
-            first = run.error.strip().splitlines()[0] if run.error.strip() else run.error
-            line2.append((first, "red1" if run.status == "failed" else "yellow3"))
+            # the end of the error is kept: the exception, not the traceback's first line
+            room = (self.size.width or self.app.size.width) - 2 \
+                - sum(len(flag) + 4 for flag in run.flags)
+            line2.append((error_tail(run.error, max(room, 20)),
+                          "red1" if run.status == "failed" else "yellow3"))
         if not line2:
             line2.append((fmt.params_text(run.params, self.varying) if self.varying
                            else fmt.metrics_text(last), "dim"))
@@ -493,6 +516,9 @@ class RunDetailScreen(Screen):
     # -- actions -----------------------------------------------------------------------------
 
     def action_back(self) -> None:
+        if self.query_one("#rd-search").display:  # esc closes the search box first
+            self._close_search()
+            return
         self.app.pop_screen()
 
     def action_cancel(self) -> None:
@@ -521,3 +547,71 @@ class RunDetailScreen(Screen):
     def on_action_done(self, message: ActionDone) -> None:
         self.notify(message.text, severity="error" if message.error else "information")
         self.poll_now()
+
+    # -- the log: search, follow, top and bottom; paging; copying the replay line ---------------
+
+    def action_search(self) -> None:
+        """/: a search box under the log (on a small terminal, the log's tab first)."""
+        if not self.wide:
+            self.action_show_pane("log")
+        box = self.query_one("#rd-search", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#rd-search")
+    def search_submitted(self, event: Input.Submitted) -> None:
+        log = self.query_one("#rd-log", LogPane)
+        self._close_search()
+        if event.value.strip():
+            found = log.search(event.value)
+            if not found:
+                self.notify(f"not found in the log: {event.value}", severity="warning")
+
+    def _close_search(self) -> None:
+        box = self.query_one("#rd-search", Input)
+        box.display = False
+        self.query_one("#rd-log", LogPane).focus()
+
+    def action_next_hit(self, step: int) -> None:
+        self.query_one("#rd-log", LogPane).next_hit(step)
+
+    def action_follow(self) -> None:
+        log = self.query_one("#rd-log", LogPane)
+        log.toggle_follow()
+        self.notify("the log follows its end" if log.follow else
+                    "the log stays where it is (f follows again)", timeout=2)
+
+    def _scroll_target(self) -> Widget | None:
+        """What g/G and PageUp/PageDown move: the focused table or pane, else the pane shown
+        (the log where it is in view)."""
+        if isinstance(self.focused, (DataTable, Log, VerticalScroll)):
+            return self.focused
+        if self.wide:
+            return self.query_one("#rd-log")
+        return self._pane_widget(self.pane)
+
+    def action_edge(self, which: str) -> None:
+        target = self._scroll_target()
+        if isinstance(target, LogPane):
+            target.top() if which == "top" else target.bottom()
+        elif isinstance(target, DataTable):
+            target.move_cursor(row=0 if which == "top" else target.row_count - 1,
+                               animate=False)
+        elif target is not None:
+            (target.scroll_home if which == "top" else target.scroll_end)(animate=False)
+
+    def action_page(self, step: int) -> None:
+        target = self._scroll_target()
+        if isinstance(target, DataTable):
+            (target.action_page_down if step > 0 else target.action_page_up)()
+        elif target is not None:
+            (target.scroll_page_down if step > 0 else target.scroll_page_up)(animate=False)
+
+    def action_copy_replay(self) -> None:
+        """y: the shell line that replays the run, to the clipboard (OSC 52: works over SSH
+        in terminals that allow it)."""
+        if not self.replay:
+            self.notify("no replay line yet: the run has not started", severity="warning")
+            return
+        self.app.copy_to_clipboard(self.replay)
+        self.notify(self.replay, title="Replay command copied", timeout=4)

@@ -1,13 +1,26 @@
-"""The sweeps of the home: name, done/total, failed, best headline value so far."""
+"""The sweeps of the home: name, done/total as a bar, failed, ETA, best headline value so far."""
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
 
 from gridrun.engine.feed import SweepView
+from gridrun.tui import fmt
 from gridrun.tui.widgets.cells import metric
 
-COLUMNS = (("sweep", "name"), ("done", "done"), ("failed", "failed"), ("best", "best"))
+COLUMNS = (("sweep", "name"), ("done", "done"), ("failed", "failed"), ("eta", "eta"),
+           ("best", "best"))
+BAR = 8
+
+
+def progress(done: int, ended: int, total: int, width: int = BAR) -> Text:
+    """done/total as a bar: done runs filled, runs ended otherwise (failed, cancelled) shaded."""
+    if total <= 0:
+        return Text("░" * width + " 0/0", style="grey42")
+    full = round(width * done / total)
+    other = max(0, min(width - full, round(width * ended / total) - full))
+    return (Text("█" * full, style="green3") + Text("▓" * other, style="red1")
+            + Text("░" * (width - full - other), style="grey42") + Text(f" {done}/{total}"))
 
 
 class SweepsList(DataTable):
@@ -25,7 +38,7 @@ class SweepsList(DataTable):
         needed = {key: max([len(label)] + [Text(str(c[key])).cell_len if not isinstance(
             c[key], Text) else c[key].cell_len for c in rows.values()])
                   for label, key in COLUMNS}
-        if any(needed[k] > self.widths.get(k, 0) for k in needed) or set(rows) < set(self.shown):
+        if any(needed[k] > self.widths.get(k, 0) for k in needed) or set(self.shown) - set(rows):
             self._rebuild(rows, needed)
             return
         for name, cells in rows.items():
@@ -55,9 +68,13 @@ class SweepsList(DataTable):
     def _cells(s: SweepView) -> dict:
         done = s.counts.get("done", 0)
         failed = s.counts.get("failed", 0)
+        ended = done + failed + s.counts.get("cancelled", 0)
         best = metric(s.metric, s.best)
-        return {"name": s.name, "done": f"{done}/{s.total}",
+        live = s.counts.get("queued", 0) + s.counts.get("running", 0)
+        eta = fmt.duration(s.eta_s) if s.eta_s is not None else ("?" if live else "-")
+        return {"name": s.name, "done": progress(done, ended, s.total),
                 "failed": Text(str(failed), style="red1" if failed else "dim"),
+                "eta": Text(eta, style="" if live else "dim"),
                 "best": f"{best} {s.metric}" if s.metric and s.best is not None else best}
 
     @property
