@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridrun.engine import executor, gpus as gpu_info, stages
+from gridrun.engine import cpu_share, executor, gpus as gpu_info, stages
 from gridrun.engine.home import DaemonLock, daemon_pid
 from gridrun.engine.matrix import builtin_command
 from gridrun.engine.placement import DeviceLoad, Need, Tenant, place
@@ -404,6 +404,7 @@ class Daemon:
             gpu_indices=gpu_indices)
         if gpu_indices:
             launch.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # NVML's numbering, CUDA's too
+        launch.env.update(self._thread_env())
         self.touched.add(run.id)
         try:
             self._prepare_attempt(run, run_dir)
@@ -431,6 +432,12 @@ class Daemon:
         self.children[run.id] = child
         self._emit("started", run.id, launch.device)
         return child
+
+    def _thread_env(self) -> dict[str, str]:
+        """OMP/MKL_NUM_THREADS: this run's share of the host's cores (engine.cpu_share)."""
+        runs = cpu_share.sharers(cpu_slots=self.opt.cpu_slots, gpu_count=len(self.gpus),
+                                 slots_per_gpu=self.opt.slots_per_gpu, running=len(self.children))
+        return cpu_share.thread_env(cpu_share.thread_share(cpu_share.host_cores(), runs))
 
     def _prepare_attempt(self, run: Run, run_dir: Path) -> None:
         """A new attempt appends to the run's files after a marker; the tail re-reads them
