@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridrun.engine import cpu_share, executor, gpus as gpu_info, stages
+from gridrun.engine import cpu_share, executor, gpus as gpu_info, stages, warm
 from gridrun.engine.home import DaemonLock, daemon_pid
 from gridrun.engine.matrix import builtin_command
 from gridrun.engine.placement import DeviceLoad, Need, Tenant, place
@@ -91,6 +91,7 @@ class Daemon:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self.warm = warm.WarmPool(self.home, self._warm_changed)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -124,6 +125,7 @@ class Daemon:
         finally:
             for child in list(self.children.values()):  # only on an unexpected error
                 executor.kill_group(child.proc.pid)
+            self.warm.close()
             self.lock.release()
         return self.exit_code()
 
@@ -149,6 +151,12 @@ class Daemon:
             self._wake()
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def _warm_changed(self) -> None:
+        """A zygote became ready (its waiting runs can start) or a warm child's status came:
+        from the zygote's reader thread."""
+        self.launch_due = 0.0
+        self._wake()
 
     def _wake(self) -> None:
         try:
@@ -184,6 +192,8 @@ class Daemon:
             code = child.proc.poll()
             if code is None:
                 continue
+            if getattr(child.proc, "status_lost", False) and child.end_reason is None:
+                child.end_reason = "stopped"  # its zygote died first: requeue, as after a crash
             reaped += 1
             del self.children[run_id]
             self.launch_due = 0.0
@@ -350,6 +360,8 @@ class Daemon:
             if run.id in self.children:
                 continue
             spec = self._spec(run)
+            if self.warm.warming(spec):
+                continue   # its warm worker is importing; started cold beside it, it would crawl
             wanted = spec.get("resources", {}).get("gpus")
             gpus_needed = wanted if wanted is not None else (1 if self.gpus else 0)
             if gpus_needed > len(self.gpus):
@@ -409,7 +421,8 @@ class Daemon:
         try:
             self._prepare_attempt(run, run_dir)
             executor.write_run_files(run_dir, run.params, launch)
-            proc = executor.spawn(launch, run_dir / "stdout.log")
+            proc = (self.warm.spawn(spec, launch.argv, launch.cwd, launch.env, run_dir / "stdout.log")
+                    or executor.spawn(launch, run_dir / "stdout.log"))
         except OSError as e:
             error = f"could not start {launch.argv[0]!r}: {e.strerror or e}"
             self.store.fail_queued(run.id, error)
