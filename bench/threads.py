@@ -60,7 +60,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
-    cases = [("alone (--cpu-slots 1)", {}, 1, [0]),
+    cases = [("alone (--cpu-slots 1, every core)", {}, 1, [0]),
+             ("alone, one thread (OMP_NUM_THREADS=1)", {"OMP_NUM_THREADS": "1"}, 1, [0]),
              ("side by side, each its share (--cpu-slots 2)", {}, 2, [0, 1]),
              ("side by side, each every core (OMP_NUM_THREADS=%d)" % cores,
               {"OMP_NUM_THREADS": str(cores)}, 2, [0, 1])]

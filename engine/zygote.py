@@ -64,7 +64,11 @@ def main(argv: list[str]) -> int:
             buffer += data
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
-                serve(sock, json.loads(line), (wake_r, wake_w))
+                try:
+                    request = json.loads(line)
+                except ValueError:
+                    continue
+                serve(sock, request, (wake_r, wake_w, sel.fileno()))
         reap(sock)
 
 
@@ -110,7 +114,7 @@ def reap(sock: socket.socket) -> None:
         send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def serve(sock: socket.socket, request: dict, inherited: tuple[int, int]) -> None:
+def serve(sock: socket.socket, request: dict, inherited: tuple[int, ...]) -> None:
     try:
         pid = os.fork()
     except OSError as e:

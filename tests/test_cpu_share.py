@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import given, strategies as st
 
 from gridrun.engine import cpu_share
@@ -41,17 +42,20 @@ def test_a_user_setting_of_either_variable_wins():
                                                                 "MKL_NUM_THREADS": "3"}
 
 
-def probe_sweep(folder: Path, name: str, *extra: str) -> Path:
+def probe_sweep(folder: Path, name: str, *extra: str, warm: bool = False) -> Path:
     argv = [sys.executable, str(PROBE), *extra, "--seed", "{seed}"]
     path = folder / f"{name}.toml"
     path.write_text(f'name = "{name}"\ncommand = {json.dumps(argv)}\nseeds = [0, 1, 2]\n'
-                    "[params]\nx = 1\n")
+                    + ('warm = true\npreload = ["torch"]\n' if warm else "")
+                    + "[params]\nx = 1\n")
     return path
 
 
-def test_two_cpu_slots_give_each_run_half_the_cores(cli, tmp_path):
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_two_cpu_slots_give_each_run_half_the_cores(cli, tmp_path, warm):
+    """Warm, torch was imported by the zygote before the run's share was known."""
     share = max(1, len(os.sched_getaffinity(0)) // 2)
-    cli("queue", "run", probe_sweep(tmp_path, "half"), "--cpu-slots", "2", check=0)
+    cli("queue", "run", probe_sweep(tmp_path, "half", warm=warm), "--cpu-slots", "2", check=0)
     runs = cli.runs()
     assert [r["status"] for r in runs] == ["done"] * 3
     for run in runs:
