@@ -70,12 +70,11 @@ def replay_one(run_dir: Path, scratch: Path) -> float:
 
 def first_line_overhead(reps: int) -> tuple[list[float], list[float]]:
     """Seconds from fork/exec to the first line of a script that imports torch and prints."""
-    from gridrun.engine.warm import Zygote
+    from gridrun.engine.warm import Zygote, close
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         script = tmp / "first.py"
         script.write_text("import time, torch\nprint(time.time(), flush=True)\n")
-        ready = []
         zygote = Zygote(("torch",), tmp / "zygote.log", lambda: None)
         while zygote.state == "starting":
             time.sleep(0.05)
@@ -97,8 +96,6 @@ def first_line_overhead(reps: int) -> tuple[list[float], list[float]]:
                                        stdout=out, check=True)
                 first = float(log.read_text().split()[0])
                 (warm if kind == "warm" else cold).append(first - start)
-        ready.append(zygote)
-        from gridrun.engine.warm import close
         close(zygote)
     return warm, cold
 

@@ -77,7 +77,8 @@ class SweepSpec:
     varying: tuple[str, ...] = ()    # keys whose value differs: grid, zip, sample, include order
     stages: tuple[dict, ...] = ()    # later stages, kept for the daemon to expand
     runs: tuple[RunSpec, ...] = ()
-    warm: bool = False               # a user's Python script forked from a zygote (engine.warm)
+    warm: bool | None = None         # forked from a zygote (engine.warm); None: only the
+                                     # built-in trainer is, `false` turns it off for it too
     preload: tuple[str, ...] = ()    # modules that zygote imports first
 
     def to_json(self) -> dict:
@@ -320,12 +321,12 @@ class _Builder:
                         "or as a file", "", "command")
         return tuple(cmd)
 
-    def warm(self, command: tuple[str, ...] | None) -> bool:
+    def warm(self, command: tuple[str, ...] | None) -> bool | None:
         """`warm = true` forks the runs from a zygote of gridrun's own Python (engine.warm):
         only `python script.py ...` or `python -m module ...` with that interpreter can."""
-        warm = self.data.get("warm", False)
-        self.expect(isinstance(warm, bool), f"warm must be true or false, got {type_name(warm)}",
-                    "", "warm")
+        warm = self.data.get("warm")
+        self.expect(warm is None or isinstance(warm, bool),
+                    f"warm must be true or false, got {type_name(warm)}", "", "warm")
         if not warm or command is None:   # the built-in trainer always starts warm
             return warm
         hint = 'e.g. command = ["python", "train.py", "--lr", "{lr}"]'
@@ -352,8 +353,9 @@ class _Builder:
             isinstance(m, str) and MODULE_RE.fullmatch(m) for m in preload),
             "preload must be a list of module names", "", "preload",
             hint='e.g. preload = ["torch", "torchvision"]')
-        self.expect(not preload or self.data.get("warm") is True or "command" not in self.data,
-                    "preload applies to warm starts only", "", "preload", hint="add warm = true")
+        warm = self.data.get("warm", "command" not in self.data)   # the built-in trainer: warm
+        self.expect(not preload or warm is True, "preload applies to warm starts only", "",
+                    "preload", hint="add warm = true")
         return tuple(preload)
 
     def params_table(self) -> dict:

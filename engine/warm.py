@@ -64,6 +64,9 @@ class Zygote:
                     [sys.executable, "-P", "-m", "gridrun.engine.zygote", str(theirs.fileno()),
                      *preload], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                     stdout=log, stderr=log, start_new_session=True)
+        except BaseException:
+            self.sock.close()
+            raise
         finally:
             theirs.close()
         threading.Thread(target=self._read, name="zygote-reader", daemon=True).start()
@@ -215,14 +218,17 @@ class WarmProcess:
 
 
 def warm_target(spec: Mapping, argv: list[str], cwd: str) -> tuple[tuple[str, str], list[str]] | None:
-    """What a warm child runs in place of argv: ("module", name) or ("path", script), and the
-    arguments after it; None when the run must start cold."""
+    """What a warm child runs in place of argv: ("module", name) (the built-in trainer, with
+    `-P`), ("cwd-module", name) or ("path", script), and the arguments after it; None when
+    the run must start cold."""
     if spec.get("command") is None:
+        if spec.get("warm") is False:
+            return None
         return ("module", argv[3]), argv[4:]         # builtin_command(): python -P -m module
     if not spec.get("warm"):
         return None
     if len(argv) >= 3 and argv[1] == "-m":
-        return ("module", argv[2]), argv[3:]
+        return ("cwd-module", argv[2]), argv[3:]     # `python -m` looks in the cwd first
     if len(argv) >= 2 and argv[1].endswith(".py"):
         return ("path", os.path.join(cwd, argv[1])), argv[2:]
     return None
@@ -230,6 +236,8 @@ def warm_target(spec: Mapping, argv: list[str], cwd: str) -> tuple[tuple[str, st
 
 def preload_of(spec: Mapping) -> tuple[str, ...] | None:
     if spec.get("command") is None:   # and what the sweep adds (torchvision for its datasets)
+        if spec.get("warm") is False:
+            return None
         return BUILTIN_PRELOAD + tuple(m for m in spec.get("preload") or () if m not in BUILTIN_PRELOAD)
     if spec.get("warm"):
         return tuple(spec.get("preload") or ())

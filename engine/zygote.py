@@ -6,7 +6,8 @@ It imports the MODULEs (for the built-in trainer: torch, its optimizers and torc
 numpy, scikit-learn's datasets, the trainer), says `ready`, then serves requests on the Unix
 socket FD, one JSON object a line:
 
-    -> {"id": 1, "target": ["module", "gridrun.experiments.train"] | ["path", "/abs/train.py"],
+    -> {"id": 1, "target": ["module" | "cwd-module", "gridrun.experiments.train"]
+                          | ["path", "/abs/train.py"],
         "args": [...], "cwd": ..., "env": {...}, "log": "/abs/stdout.log"}
     <- {"id": 1, "pid": 1234}   or   {"id": 1, "error": "..."}
     <- {"exit": 1234, "code": 0}        later; code < 0: killed by signal -code (as Popen says)
@@ -192,7 +193,9 @@ def run_program(target: tuple[str, str], args: list[str]) -> int:
     import runpy
     kind, name = target
     try:
-        if kind == "module":
+        if kind in ("module", "cwd-module"):
+            if kind == "cwd-module":          # `python -m name` (no -P) looks in the cwd first
+                sys.path.insert(0, os.getcwd())
             sys.argv = [name, *args]          # run_module puts the module's file in argv[0]
             # preloaded, it would run a second time as __main__ (runpy warns of that): its own
             # copy goes, what it imports stays

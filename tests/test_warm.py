@@ -17,6 +17,7 @@ import pytest
 from gridrun.engine import matrix
 from gridrun.engine.errors import GridrunError
 from tests.conftest import FAKE_TRAIN, ROOT, cli_env, wait_for
+from tests.test_daemon import by_index, pid_alive
 
 PROBE = ROOT / "tests" / "scripts" / "warm_probe.py"
 PY = json.dumps(sys.executable)
@@ -33,10 +34,6 @@ def script_sweep(folder: Path, name: str, script: Path, args: list[str], *, warm
     return path
 
 
-def by_index(runs: list[dict]) -> dict[int, dict]:
-    return {r["index"]: r for r in runs}
-
-
 def parent_of(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat[stat.rindex(")") + 2:].split()[1])
@@ -46,14 +43,6 @@ def pid_of(cli, run: dict) -> int:
     """The run's recorded pid, as the store holds it (queue ls does not show it)."""
     with sqlite3.connect(cli.home / "gridrun.db") as db:
         return db.execute("SELECT pid FROM runs WHERE id = ?", (run["id"],)).fetchone()[0]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def test_a_warm_script_runs_as_its_own_main_in_its_own_session(cli, tmp_path):
@@ -84,6 +73,18 @@ def test_a_warm_script_runs_as_its_own_main_in_its_own_session(cli, tmp_path):
     # the replay is the plain cold command
     shown = cli.json("queue", "show", str(by_index(cli.runs("--sweep", "warmp"))[1]["id"]))
     assert f"{sys.executable} {PROBE} --exit 0" in shown["replay"]
+
+
+def test_a_warm_module_is_found_in_the_working_directory(cli, tmp_path):
+    (tmp_path / "probe_mod.py").write_text(PROBE.read_text())
+    path = tmp_path / "mod.toml"
+    path.write_text(f'name = "mod"\ncommand = [{PY}, "-m", "probe_mod", "--exit", "0"]\n'
+                    + WARM + "[params]\nx = 1\n")
+    cli("queue", "run", path, check=0)
+    (run,) = cli.runs()
+    probe = json.loads((Path(run["run_dir"]) / "probe.json").read_text())
+    assert probe["preloaded"] and probe["name"] == "__main__"
+    assert probe["argv"] == [str(tmp_path / "probe_mod.py"), "--exit", "0"]
 
 
 def test_a_warm_run_killed_by_a_signal_fails_naming_it(cli, tmp_path):
@@ -135,8 +136,7 @@ def test_kill_9_of_the_daemon_then_restart_recovers_warm_runs(cli, tmp_path):
     assert "gridrun.engine.zygote" in Path(f"/proc/{zygote}/cmdline").read_text()
     os.kill(daemon.pid, signal.SIGKILL)
     daemon.wait(timeout=10)
-    wait_for(lambda: not pid_alive(zygote) or Path(f"/proc/{zygote}/stat").read_text()
-             .split(") ")[1].startswith("Z"), 10, what="the zygote to leave with its daemon")
+    wait_for(lambda: not pid_alive(zygote), 10, what="the zygote to leave with its daemon")
     orphans = [r for r in cli.runs() if r["status"] == "running"]
     pids = [pid_of(cli, r) for r in orphans]
     assert pids and all(map(pid_alive, pids))   # own sessions: they live on
@@ -210,3 +210,19 @@ def test_a_warm_script_or_module_is_accepted(tmp_path):
                         "[params]\nx = 1\n", tmp_path / "w.toml")
     assert spec.warm and spec.preload == ("numpy",)
     assert spec.to_json()["warm"] is True
+
+
+def test_the_builtin_trainer_is_warm_unless_told_otherwise(tmp_path):
+    from gridrun.engine.warm import BUILTIN_PRELOAD, preload_of, warm_target
+    argv = [*matrix.builtin_command(), "--x"]
+    for text, warm in (("", True), ('preload = ["torchvision"]\n', True),
+                       ("warm = false\n", False)):
+        spec = matrix.loads(text + '[params]\ndataset = "digits"\n', tmp_path / "b.toml")
+        stored = spec.to_json()
+        assert (warm_target(stored, argv, "/") is not None) == warm
+        assert (preload_of(stored) is not None) == warm
+    assert preload_of(stored | {"warm": None, "preload": ["torchvision"]}) == \
+        (*BUILTIN_PRELOAD, "torchvision")
+    with pytest.raises(GridrunError, match="preload applies to warm starts only"):
+        matrix.loads('warm = false\npreload = ["x"]\n[params]\ndataset = "digits"\n',
+                     tmp_path / "b.toml")
