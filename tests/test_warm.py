@@ -170,6 +170,20 @@ def test_a_dead_zygote_requeues_its_runs_and_the_daemon_goes_on(cli, tmp_path):
     assert "warm worker ended" in (cli.home / "zygote.log").read_text()
 
 
+def test_a_zygote_that_cannot_preload_leaves_its_runs_to_start_cold(cli, tmp_path):
+    path = script_sweep(tmp_path, "nopre", PROBE, ["--exit", "0", "--seed", "{seed}"],
+                        warm=False, body='seeds = [0, 1, 2, 3]\n[params]\nx = 1\n')
+    path.write_text(path.read_text().replace(
+        "seeds", 'warm = true\npreload = ["fractions", "no_such_module_for_gridrun"]\nseeds'))
+    cli("queue", "run", path, check=0)
+    runs = cli.runs()
+    assert [r["status"] for r in runs] == ["done"] * 4
+    for run in runs:
+        assert not json.loads((Path(run["run_dir"]) / "probe.json").read_text())["preloaded"]
+    log = (cli.home / "zygote.log").read_text()
+    assert "warm worker ended (ModuleNotFoundError" in log
+
+
 def test_the_builtin_trainer_warm_computes_what_it_computes_cold(cli, tmp_path):
     path = tmp_path / "same.toml"
     path.write_text('name = "same"\nseeds = [3]\n[params]\ndataset = "digits"\nmodel = "mlp"\n'
