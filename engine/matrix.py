@@ -327,7 +327,7 @@ class _Builder:
         warm = self.data.get("warm")
         self.expect(warm is None or isinstance(warm, bool),
                     f"warm must be true or false, got {type_name(warm)}", "", "warm")
-        if not warm or command is None:   # the built-in trainer always starts warm
+        if not warm or command is None:   # the built-in trainer can always start warm
             return warm
         hint = 'e.g. command = ["python", "train.py", "--lr", "{lr}"]'
         shape = len(command) >= 2 and "{" not in command[0] + command[1] and (

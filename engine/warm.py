@@ -282,15 +282,26 @@ class WarmPool:
 
     def warming(self, spec: Mapping) -> bool:
         """True while the zygote this sweep's runs need is importing: they wait for it."""
-        preload = preload_of(spec)
-        if preload is None:
+        try:
+            preload = preload_of(spec)
+            zygote = self._zygote(preload) if preload is not None else None
+        except Exception as e:   # noqa: BLE001 - never the daemon's problem
+            self._note(f"warm worker trouble ({type(e).__name__}: {e})")
             return False
-        zygote = self._zygote(preload)
         return zygote is not None and zygote.state == "starting"
 
     def spawn(self, spec: Mapping, argv: list[str], cwd: str, env: Mapping[str, str],
               log_path: Path) -> WarmProcess | None:
-        """Fork the run from its zygote; None when it must start cold."""
+        """Fork the run from its zygote; None when it must start cold. Never raises: whatever
+        goes wrong here is the warm path's problem, and the run still starts, cold."""
+        try:
+            return self._spawn(spec, argv, cwd, env, log_path)
+        except Exception as e:   # noqa: BLE001
+            self._note(f"warm start failed ({type(e).__name__}: {e}); the run starts cold")
+            return None
+
+    def _spawn(self, spec: Mapping, argv: list[str], cwd: str, env: Mapping[str, str],
+               log_path: Path) -> WarmProcess | None:
         preload = preload_of(spec)
         target = warm_target(spec, argv, cwd)
         if preload is None or target is None:

@@ -240,3 +240,11 @@ def test_the_builtin_trainer_is_warm_unless_told_otherwise(tmp_path):
     with pytest.raises(GridrunError, match="preload applies to warm starts only"):
         matrix.loads('warm = false\npreload = ["x"]\n[params]\ndataset = "digits"\n',
                      tmp_path / "b.toml")
+
+
+def test_whatever_goes_wrong_on_the_warm_path_leaves_the_run_to_start_cold(tmp_path):
+    from gridrun.engine.warm import WarmPool
+    pool = WarmPool(tmp_path, lambda: None)
+    assert pool.spawn({"command": None}, ["python"], str(tmp_path), {}, tmp_path / "log") is None
+    assert "warm start failed (IndexError" in (tmp_path / "zygote.log").read_text()
+    assert not pool.zygotes
