@@ -3,8 +3,9 @@
     PYTHONPATH=. .venv/bin/python bench/warm.py [--skip-example]
 
 1. 8 built-in-trainer runs on digits (5 epochs, --cpu-slots 2) through `gridrun queue run`,
-   warm (the default) and cold (GRIDRUN_WARM=0), against ONE of those runs started cold by its
-   replay command (run.json's argv, cwd and env, in a fresh run folder). Target: warm <= 2x one.
+   warm (the default), against ONE of those runs started cold by its replay command (run.json's
+   argv, cwd and env, in a fresh run folder), in --pairs interleaved passes; then the 8 cold
+   (GRIDRUN_WARM=0) once. Target: warm <= 2x one.
 2. `make run`'s example sweep (examples/digits.toml, --cpu-slots 2), warm and cold.
 3. Launch overhead, fork (or exec) to the first line of output, of a script that imports torch
    and prints: forked from a zygote that preloaded torch, against `python script.py`.
@@ -103,7 +104,8 @@ def first_line_overhead(reps: int) -> tuple[list[float], list[float]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-example", action="store_true")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=5, help="launch overhead samples")
+    ap.add_argument("--pairs", type=int, default=3, help="warm-8 / one-cold passes")
     args = ap.parse_args()
     print(f"cores: {len(os.sched_getaffinity(0))}, {time.strftime('%Y-%m-%d %H:%M')}\n")
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,18 +113,24 @@ def main() -> None:
         path = tmp / "eight.toml"
         path.write_text(EIGHT)
         print("| case | load avg before | wall |\n|---|---:|---:|")
-        rows = []
-        for label, warm in (("8 runs, warm (gridrun queue run --cpu-slots 2)", True),
-                            ("8 runs, cold (GRIDRUN_WARM=0)", False)):
+        warm8, ones = [], []
+        for rep in range(args.pairs):   # interleaved, so a load spike hits both sides alike
             before = load()
-            seconds = queue_run(path, tmp / f"home-{warm}", warm)
-            rows.append(seconds)
-            print(f"| {label} | {before} | {seconds:.1f} s |", flush=True)
-        first = sorted((tmp / "home-True" / "eight").iterdir())[0]
+            warm8.append(queue_run(path, tmp / f"home-warm{rep}", True))
+            print(f"| 8 runs, warm (gridrun queue run --cpu-slots 2), pass {rep + 1} | {before} "
+                  f"| {warm8[-1]:.1f} s |", flush=True)
+            first = sorted((tmp / f"home-warm{rep}" / "eight").iterdir())[0]
+            before = load()
+            ones.append(replay_one(first, tmp / f"replay{rep}"))
+            print(f"| ONE of them, cold, by its replay command, pass {rep + 1} | {before} "
+                  f"| {ones[-1]:.1f} s |", flush=True)
         before = load()
-        one = replay_one(first, tmp / "replay")
-        print(f"| ONE of them, cold, by its replay command | {before} | {one:.1f} s |")
-        print(f"\nwarm 8 / one cold: {rows[0] / one:.2f}x; cold 8 / one cold: {rows[1] / one:.2f}x\n")
+        cold8 = queue_run(path, tmp / "home-cold", False)
+        print(f"| 8 runs, cold (GRIDRUN_WARM=0) | {before} | {cold8:.1f} s |")
+        one = statistics.median(ones)
+        print(f"\nmedian warm 8 / median one cold: {statistics.median(warm8) / one:.2f}x "
+              f"(per pass: {', '.join(f'{w / o:.2f}x' for w, o in zip(warm8, ones))}); "
+              f"cold 8 / median one cold: {cold8 / one:.2f}x\n")
         if not args.skip_example:
             example = ROOT / "examples" / "digits.toml"
             print("| make run's sweep (examples/digits.toml, 8 runs of 8 epochs) | load avg before | wall |\n|---|---:|---:|")
