@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridrun.engine import executor, gpus as gpu_info, stages
+from gridrun.engine import cpu_share, executor, gpus as gpu_info, stages, warm
 from gridrun.engine.home import DaemonLock, daemon_pid
 from gridrun.engine.matrix import builtin_command
 from gridrun.engine.placement import DeviceLoad, Need, Tenant, place, reserve
@@ -94,6 +94,7 @@ class Daemon:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self.warm = warm.WarmPool(self.home, self._warm_changed)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -128,6 +129,7 @@ class Daemon:
         finally:
             for child in list(self.children.values()):  # only on an unexpected error
                 self.signal_child(child.proc, signal.SIGKILL)
+            self.warm.close()
             self.lock.release()
         return self.exit_code()
 
@@ -153,6 +155,12 @@ class Daemon:
             self._wake()
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def _warm_changed(self) -> None:
+        """A zygote became ready (its waiting runs can start) or a warm child's status came:
+        from the zygote's reader thread."""
+        self.launch_due = 0.0
+        self._wake()
 
     def _wake(self) -> None:
         try:
@@ -190,6 +198,8 @@ class Daemon:
             code = child.proc.poll()
             if code is None:
                 continue
+            if getattr(child.proc, "status_lost", False) and child.end_reason is None:
+                child.end_reason = "stopped"  # its zygote died first: requeue, as after a crash
             reaped += 1
             del self.children[run_id]
             self.launch_due = 0.0
@@ -412,6 +422,8 @@ class Daemon:
         A multi-GPU run that must wait reserves the devices likeliest to free first, so that
         later one-GPU runs cannot keep taking them and starve it."""
         spec = self._spec(run)
+        if self.warm.warming(spec):
+            return 0   # its warm worker is importing; started cold beside it, it would crawl
         wanted = spec.get("resources", {}).get("gpus")
         gpus_needed = wanted if wanted is not None else (1 if self.gpus else 0)
         if gpus_needed > len(self.gpus):
@@ -472,6 +484,7 @@ class Daemon:
                 gpu_indices=gpu_indices)
             if gpu_indices:
                 launch.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # NVML's numbering, CUDA's too
+            launch.env.update(self._thread_env())
             self._prepare_attempt(run, run_dir)
             executor.write_run_files(run_dir, run.params, launch)
             tail = RunTail(run.id, run_dir, tuple(spec.get("parse_patterns", ())))
@@ -512,8 +525,12 @@ class Daemon:
     #    (engine.ray_backend.RayDaemon runs each run as a Ray actor on a cluster) -------------
 
     def spawn_process(self, run: Run, launch: executor.Launch, log_path: Path):
-        """Start the run; a Popen or an object with Popen's poll(), wait() and pid."""
-        return executor.spawn(launch, log_path, self.home)
+        """Start the run; a Popen or an object with Popen's poll(), wait() and pid. A run its
+        sweep lets start warm is forked by a zygote (engine.warm); else, or when the warm path
+        fails, a cold process."""
+        env = {**launch.env, executor.HOME_MARK: str(self.home)}   # as a cold run's (recovery)
+        warm_proc = self.warm.spawn(self._spec(run), launch.argv, launch.cwd, env, log_path)
+        return warm_proc or executor.spawn(launch, log_path, self.home)
 
     def signal_child(self, proc, sig: int) -> None:
         """Signal the run's whole process group."""
@@ -522,6 +539,12 @@ class Daemon:
     def exit_fd(self, proc) -> int | None:
         """A descriptor that turns readable when the run exits (None: the tick notices)."""
         return os.pidfd_open(proc.pid)
+
+    def _thread_env(self) -> dict[str, str]:
+        """OMP/MKL_NUM_THREADS: this run's share of the host's cores (engine.cpu_share)."""
+        runs = cpu_share.sharers(cpu_slots=self.opt.cpu_slots, gpu_count=len(self.gpus),
+                                 slots_per_gpu=self.opt.slots_per_gpu, running=len(self.children))
+        return cpu_share.thread_env(cpu_share.thread_share(cpu_share.host_cores(), runs))
 
     def _prepare_attempt(self, run: Run, run_dir: Path) -> None:
         """A new attempt appends to the run's files after a marker; the tail re-reads them

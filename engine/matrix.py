@@ -31,7 +31,9 @@ else:  # pragma: no cover
 MAX_RUNS = 100_000
 NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 TOP_KEYS = ("name", "description", "metric", "mode", "seeds", "command", "workdir", "params",
-            "grid", "zip", "sample", "include", "exclude", "resources", "parse", "stages")
+            "grid", "zip", "sample", "include", "exclude", "resources", "parse", "stages",
+            "warm", "preload")
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 RESOURCE_KEYS = ("gpus", "gpu_mem_gb", "timeout_min", "retries", "priority", "ray")
 # Ray's own resource names: `gpus` and the CPU share already ask for them
 RAY_RESERVED = ("CPU", "GPU", "memory", "object_store_memory")
@@ -78,6 +80,9 @@ class SweepSpec:
     varying: tuple[str, ...] = ()    # keys whose value differs: grid, zip, sample, include order
     stages: tuple[dict, ...] = ()    # later stages, kept for the daemon to expand
     runs: tuple[RunSpec, ...] = ()
+    warm: bool | None = None         # forked from a zygote (engine.warm); None: only the
+                                     # built-in trainer is, `false` turns it off for it too
+    preload: tuple[str, ...] = ()    # modules that zygote imports first
 
     def to_json(self) -> dict:
         """The sweep-level settings the store keeps (runs are stored one by one)."""
@@ -87,7 +92,7 @@ class SweepSpec:
             "description": self.description, "metric": self.metric, "mode": self.mode,
             "seeds": list(self.seeds), "resources": self.resources.__dict__,
             "parse_patterns": list(self.parse_patterns), "varying": list(self.varying),
-            "stages": list(self.stages),
+            "stages": list(self.stages), "warm": self.warm, "preload": list(self.preload),
         }
 
 
@@ -279,7 +284,7 @@ class _Builder:
             description=self.string("description", ""), metric=self.metric(),
             mode=self.mode(), seeds=tuple(seeds), resources=self.resources(),
             parse_patterns=self.parse_patterns(), varying=varying_keys(names, specs),
-            stages=self.stages(), runs=specs)
+            stages=self.stages(), runs=specs, warm=self.warm(command), preload=self.preload())
 
     def string(self, key: str, default: str | None) -> str | None:
         value = self.data.get(key, default)
@@ -324,6 +329,43 @@ class _Builder:
             self.expect(found is not None, f'command program "{program}" not found on PATH '
                         "or as a file", "", "command")
         return tuple(cmd)
+
+    def warm(self, command: tuple[str, ...] | None) -> bool | None:
+        """`warm = true` forks the runs from a zygote of gridrun's own Python (engine.warm):
+        only `python script.py ...` or `python -m module ...` with that interpreter can."""
+        warm = self.data.get("warm")
+        self.expect(warm is None or isinstance(warm, bool),
+                    f"warm must be true or false, got {type_name(warm)}", "", "warm")
+        if not warm or command is None:   # the built-in trainer can always start warm
+            return warm
+        hint = 'e.g. command = ["python", "train.py", "--lr", "{lr}"]'
+        shape = len(command) >= 2 and "{" not in command[0] + command[1] and (
+            command[1].endswith(".py") or (command[1] == "-m" and len(command) >= 3
+                                           and MODULE_RE.fullmatch(command[2]) is not None))
+        self.expect(shape, "warm = true needs a command that runs a Python script or module, "
+                    "expected [python, script.py, ...] or [python, -m, module, ...]", "",
+                    "command", hint=hint)
+        if self.check_program:
+            program = command[0]
+            found = shutil.which(program) if "/" not in program else str(self.workdir() / program)
+            ours = Path(sys.executable)
+            same = found is not None and Path(found).is_file() and Path(found).resolve() == \
+                ours.resolve() and Path(found).absolute().parent == ours.absolute().parent
+            self.expect(same, f"warm = true runs the script in gridrun's own Python ({ours}); "
+                        f'"{program}" is {found or "not found"}', "", "command",
+                        hint=f'set command[0] to "{ours}", or leave warm out to start it cold')
+        return warm
+
+    def preload(self) -> tuple[str, ...]:
+        preload = self.data.get("preload", [])
+        self.expect(isinstance(preload, list) and all(
+            isinstance(m, str) and MODULE_RE.fullmatch(m) for m in preload),
+            "preload must be a list of module names", "", "preload",
+            hint='e.g. preload = ["torch", "torchvision"]')
+        warm = self.data.get("warm", "command" not in self.data)   # the built-in trainer: warm
+        self.expect(not preload or warm is True, "preload applies to warm starts only", "",
+                    "preload", hint="add warm = true")
+        return tuple(preload)
 
     def params_table(self) -> dict:
         params = flatten(self.table("params"))

@@ -336,8 +336,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def use_thread_share() -> None:
+    """Take the intra-op thread count gridrun gives this run (OMP_NUM_THREADS, its share of
+    the cores) also when torch was imported before the variable was set, as in a warm start."""
+    with contextlib.suppress(ValueError):
+        threads = int(os.environ.get("OMP_NUM_THREADS", ""))
+        if threads > 0:
+            torch.set_num_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    use_thread_share()
     if args.params:
         print(schema.describe(), end="")
         return 0
