@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["report", "read_metrics", "parse_line", "OutputParser", "ENV_RUN_DIR", "METRICS_FILE"]
+__all__ = ["report", "report_to", "read_metrics", "parse_line", "OutputParser", "ENV_RUN_DIR", "METRICS_FILE"]
 
 ENV_RUN_DIR = "GRIDRUN_RUN_DIR"
 METRICS_FILE = "metrics.jsonl"
@@ -95,37 +95,12 @@ def report(**metrics: Any) -> None:
     `$GRIDRUN_RUN_DIR/metrics.jsonl` (NaN/inf become null and are listed under "nonfinite"; a
     `time` given by the caller is kept). Without it: prints `name=value ...` to stdout.
     """
-    values = {name: _coerce(name, value) for name, value in metrics.items()}
     run_dir = os.environ.get(ENV_RUN_DIR)
     if not run_dir:
+        values = {name: _coerce(name, value) for name, value in metrics.items()}
         print(" ".join(f"{k}={_format_value(v)}" for k, v in values.items()), flush=True)
         return
-
-    record: dict[str, Any] = {}
-    nonfinite: list[str] = []
-    for name, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            nonfinite.append(name)
-            value = None
-        record[name] = value
-
-    record.setdefault("time", time.time())
-    if nonfinite:
-        record["nonfinite"] = nonfinite
-    data = (json.dumps(record, allow_nan=False, separators=(", ", ": ")) + "\n").encode("utf-8")
-    path = os.path.join(run_dir, METRICS_FILE)
-    flags = os.O_APPEND | os.O_CREAT | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags, 0o644)
-    except FileNotFoundError:
-        os.makedirs(run_dir, exist_ok=True)
-        fd = os.open(path, flags, 0o644)
-    try:
-        written = os.write(fd, data)    # one write: O_APPEND keeps the line whole
-        while written < len(data):      # a short write (full disk, signal): finish the line
-            written += os.write(fd, data[written:])
-    finally:
-        os.close(fd)
+    report_to(run_dir, **metrics)
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict]:
@@ -759,3 +734,34 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(_main(sys.argv[1:]))
+
+
+def report_to(run_dir: str | os.PathLike[str], **metrics: Any) -> None:
+    """report() into the given run folder, whatever `GRIDRUN_RUN_DIR` says: for a process that
+    trains several runs at once (experiments.fused), each into its own metrics.jsonl."""
+    record: dict[str, Any] = {}
+    nonfinite: list[str] = []
+    for name, value in metrics.items():
+        value = _coerce(name, value)
+        if isinstance(value, float) and not math.isfinite(value):
+            nonfinite.append(name)
+            value = None
+        record[name] = value
+
+    record.setdefault("time", time.time())
+    if nonfinite:
+        record["nonfinite"] = nonfinite
+    data = (json.dumps(record, allow_nan=False, separators=(", ", ": ")) + "\n").encode("utf-8")
+    path = os.path.join(run_dir, METRICS_FILE)
+    flags = os.O_APPEND | os.O_CREAT | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(run_dir, exist_ok=True)
+        fd = os.open(path, flags, 0o644)
+    try:
+        written = os.write(fd, data)    # one write: O_APPEND keeps the line whole
+        while written < len(data):      # a short write (full disk, signal): finish the line
+            written += os.write(fd, data[written:])
+    finally:
+        os.close(fd)
