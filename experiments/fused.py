@@ -180,15 +180,27 @@ def _fail_setup(member: Member, e: Exception) -> None:
 # The stack: M members' weights and optimizer state as M x ... tensors
 
 class Stack:
+    """The members' weights as one M x P tensor (`flat`, member m's parameters one after
+    another in row m), their buffers stacked M x ..., the stacked optimizer and the forward."""
+
     def __init__(self, members: list[Member], steps_done: int):
         self.members = members
         models = [m.model for m in members]
         self.base = copy.deepcopy(models[0]).to("meta")     # the structure, no storage
         params, self.buffers = stack_module_state(models)
         self.names = list(params)
-        self.params = [params[n] for n in self.names]
-        self.optimizer = StackedOptimizer(members[0].cfg["optimizer"], self.params,
+        self.shapes = [params[n].shape[1:] for n in self.names]
+        self.flat = torch.cat([params[n].detach().flatten(1) for n in self.names], 1)
+        self.flat.requires_grad_()
+        self.optimizer = StackedOptimizer(members[0].cfg["optimizer"], self.flat, self.shapes,
                                           [m.optimizer for m in members], steps_done)
+
+        grouped = _grouped_mlp(self.base, self.names)
+        if grouped is not None:
+            self.train_forward = lambda params, buffers, x: grouped(params, x, True)
+            self.eval_forward = lambda params, buffers, x: grouped(
+                params, x.expand(len(params[0]), *x.shape), False)
+            return
 
         def call(params: list[Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
             return functional_call(self.base, (dict(zip(self.names, params)), buffers), (x,))
@@ -199,19 +211,29 @@ class Stack:
     def __len__(self) -> int:
         return len(self.members)
 
+    def params(self, flat: Tensor | None = None) -> list[Tensor]:
+        """Each parameter, M x its shape, as a view of `flat` (the stack's own by default)."""
+        flat = self.flat if flat is None else flat
+        views, offset = [], 0
+        for shape in self.shapes:
+            n = shape.numel()
+            views.append(flat[:, offset:offset + n].view(len(flat), *shape))
+            offset += n
+        return views
+
     def keep(self, members: list[Member]) -> None:
         """Only `members` go on (the others ended)."""
-        rows = self.rows(members).to(self.params[0].device)
+        rows = self.rows(members).to(self.flat.device)
         self.members = members
-        self.params = [p.detach()[rows].requires_grad_() for p in self.params]
+        self.flat = self.flat.detach()[rows].requires_grad_()
         self.buffers = {n: b[rows] for n, b in self.buffers.items()}
-        self.optimizer.keep(self.params, rows, [m.optimizer for m in members])
+        self.optimizer.keep(self.flat, rows, [m.optimizer for m in members])
 
     @torch.no_grad()
     def export(self, i: int) -> None:
         """Member i's weights and optimizer state back into its own model and proxy."""
         member = self.members[i]
-        named = dict(zip(self.names, self.params))
+        named = dict(zip(self.names, self.params(self.flat.detach())))
         for name, p in member.model.named_parameters():
             p.copy_(named[name][i])
         for name, b in member.model.named_buffers():
@@ -221,6 +243,45 @@ class Stack:
 
     def rows(self, members: list[Member]) -> Tensor:
         return torch.tensor([self.members.index(m) for m in members], dtype=torch.long)
+
+
+def _grouped_mlp(model: nn.Module, names: list[str]):
+    """For an mlp (Flatten, Linear, ReLU, Dropout behind an InputAdapter that does nothing), the
+    forward as batched matrix products, M x B x ... in, M x B x classes out: on the CPU a third
+    faster than vmap's generic rules. None for any other network."""
+    adapter, net = model
+    if adapter.size or adapter.rgb or adapter.channels_last or not isinstance(net, nn.Sequential):
+        return None
+    index = {name: k for k, name in enumerate(names)}
+    layers: list[tuple] = []
+    for i, layer in enumerate(net):
+        if isinstance(layer, nn.Linear):
+            layers.append(("linear", index[f"1.{i}.weight"], index.get(f"1.{i}.bias")))
+        elif isinstance(layer, nn.ReLU):
+            layers.append(("relu",))
+        elif isinstance(layer, nn.Dropout):
+            layers.append(("dropout", layer.p))
+        elif isinstance(layer, nn.Flatten) and i == 0 and layer.start_dim == 1 and \
+                layer.end_dim == -1:
+            layers.append(("flatten",))
+        else:
+            return None
+
+    def forward(params: list[Tensor], x: Tensor, training: bool) -> Tensor:
+        for layer in layers:
+            if layer[0] == "linear":
+                weight = params[layer[1]].transpose(1, 2)
+                x = (torch.bmm(x, weight) if layer[2] is None
+                     else torch.baddbmm(params[layer[2]].unsqueeze(1), x, weight))
+            elif layer[0] == "relu":
+                x = F.relu(x)
+            elif layer[0] == "dropout":
+                x = F.dropout(x, layer[1], training)
+            else:
+                x = x.flatten(2)
+        return x
+
+    return forward
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,23 +336,25 @@ def _train(data: datasets.Data, plan: Plan, members: list[Member], device: torch
             with rng.of(m):
                 orders.append(torch.randperm(n_train, device=device))
         order = torch.stack(orders)                         # M x n_train
-        draws = pipeline is not None or any(m.cfg["mixup_alpha"] for m in active)
+        draws = bool(cfg0["augment"]) or any(m.cfg["mixup_alpha"] for m in active)
         clip = torch.tensor([m.cfg["grad_clip"] for m in active], device=device)
         clipping = bool(clip.any())
         sums = torch.zeros(len(active), 2, device=device)
         for i in range(steps):
             idx = order[:, i * plan.batch_size:(i + 1) * plan.batch_size]
             x, y, partner, lam = _batch(data, idx, active, pipeline, rng, draws)
+            params = stack.params()
             with autocast():
-                logits = stack.train_forward(stack.params, stack.buffers, x)     # M x b x C
+                logits = stack.train_forward(params, stack.buffers, x)           # M x b x C
                 losses = _member_losses(logits, y, label_smoothing)
                 if lam is not None:
                     losses = torch.lerp(_member_losses(logits, partner, label_smoothing),
                                         losses, lam)
-            grads = torch.autograd.grad(losses.sum(), stack.params)
+            grads = torch.autograd.grad(losses.sum(), params)
+            grad = torch.cat([g.flatten(1) for g in grads], 1)                  # M x P
             if clipping:
-                grads = _clip(grads, clip)
-            stack.optimizer.step(grads)
+                grad = _clip(grad, clip)
+            stack.optimizer.step(grad)
             for m in active:
                 if m.scheduler is not None and m.interval == "step":
                     m.scheduler.step()
@@ -341,23 +404,25 @@ def _member_losses(logits: Tensor, y: Tensor, label_smoothing: float) -> Tensor:
     return flat.view(y.shape).mean(1)
 
 
-def _clip(grads: tuple[Tensor, ...], max_norm: Tensor) -> list[Tensor]:
-    """nn.utils.clip_grad_norm_ per member; a member's max_norm 0 leaves its gradients."""
-    norms = torch.stack([g.flatten(1).norm(2, dim=1) for g in grads], 1).norm(2, dim=1)
+def _clip(grad: Tensor, max_norm: Tensor) -> Tensor:
+    """nn.utils.clip_grad_norm_ per member (a row of the M x P gradient); a member's max_norm 0
+    leaves its gradient as it is."""
+    norms = grad.norm(2, dim=1)
     coef = torch.where(max_norm > 0, (max_norm / (norms + 1e-6)).clamp(max=1.0),
                        torch.ones_like(norms))
-    return [g * coef.view(-1, *([1] * (g.dim() - 1))) for g in grads]
+    return grad * coef[:, None]
 
 
 @torch.no_grad()
 def _evaluate(stack: Stack, data: datasets.Data, split: datasets.Split, batch_size: int,
               autocast, top5: bool, members: list[Member] | None = None) -> Tensor:
     """experiments.train._evaluate for every member (or `members`): M x 3 sums on the device."""
-    params, buffers = stack.params, stack.buffers
+    flat, buffers = stack.flat.detach(), stack.buffers
     if members is not None:
-        rows = stack.rows(members).to(params[0].device)
-        params = [p[rows] for p in params]
+        rows = stack.rows(members).to(flat.device)
+        flat = flat[rows]
         buffers = {n: b[rows] for n, b in buffers.items()}
+    params = stack.params(flat)
     stack.base.eval()
     count = len(params[0])
     sums = torch.zeros(count, 3, device=split.y.device)

@@ -5,7 +5,7 @@ scheduler sets the proxy's lr (and momentum or betas, for cyclic schedules), and
 state is what the member's checkpoint holds, in torch's own format, so that a member resumes
 alone or in a group. Every step reads each member's hyperparameters from its proxy's param group:
 one value shared by all members is used as a Python number (the very kernel torch runs), values
-that differ become an M-vector broadcast over each stacked tensor.
+that differ become an M x 1 vector broadcast over the members' flat M x P parameters.
 
 The formulas are torch's single-tensor ones (torch/optim/{sgd,adam,adamax,rmsprop,adagrad}.py),
 which torch uses on the CPU; on a GPU torch's default foreach kernels compute the same.
@@ -33,35 +33,33 @@ _STATE: dict[str, tuple[str, ...]] = {
 FUSED_RULES = tuple(_STATE)
 
 
-def _shaped(h: Hyper, like: Tensor) -> Hyper:
-    """An M-vector viewed to broadcast over a stacked M x ... tensor; a number as it is."""
-    return h if isinstance(h, float) else h.view(-1, *([1] * (like.dim() - 1)))
-
-
 def _add(t: Tensor, x: Tensor, alpha: Hyper) -> Tensor:
     """t += alpha * x, in place."""
-    return t.add_(x, alpha=alpha) if isinstance(alpha, float) else t.add_(x * _shaped(alpha, t))
+    return t.add_(x, alpha=alpha) if isinstance(alpha, float) else t.add_(x * alpha)
 
 
 class StackedOptimizer:
-    """The update rule of optimizer `name` over stacked parameters (each M x ...).
+    """The update rule of optimizer `name` over the members' parameters laid out flat: `flat`
+    is M x P, member m's parameters one after another in row m (`shapes` gives each one's shape,
+    in the proxies' order). One update is then a few elementwise ops, however many layers.
 
     `steps_done` is the number of optimizer steps the members have taken (equal for all: a group
     starts its members at one epoch)."""
 
-    def __init__(self, name: str, params: list[Tensor], proxies: Sequence[Optimizer],
-                 steps_done: int):
+    def __init__(self, name: str, flat: Tensor, shapes: Sequence[torch.Size],
+                 proxies: Sequence[Optimizer], steps_done: int):
         if name not in _STATE:
             raise ValueError(f"no fused update rule for optimizer {name!r}")
-        self.name, self.params, self.proxies, self.steps = name, params, list(proxies), steps_done
+        self.name, self.flat, self.proxies, self.steps = name, flat, list(proxies), steps_done
+        self.shapes = list(shapes)
         self._vectors: dict[str, tuple[tuple, Tensor]] = {}
-        owned = [list(p.param_groups[0]["params"]) for p in self.proxies]
-        self.state: dict[str, list[Tensor]] = {}
-        for key in _STATE[name]:
-            self.state[key] = [
-                torch.stack([_member_tensor(proxy, own[j], key, params[j][m])
-                             for m, (proxy, own) in enumerate(zip(self.proxies, owned))])
-                for j in range(len(params))]
+        self._this_step: dict[str, Hyper] = {}
+        self.state: dict[str, Tensor] = {
+            key: torch.stack([torch.cat([
+                _member_tensor(proxy, p, key, shape, flat).flatten()
+                for p, shape in zip(proxy.param_groups[0]["params"], self.shapes)])
+                for proxy in self.proxies])
+            for key in _STATE[name]}
 
     # -- hyperparameters ------------------------------------------------------------------------
 
@@ -76,7 +74,7 @@ class StackedOptimizer:
         return bool(values.pop())
 
     def _hyper(self, key: str, values: list[float]) -> Hyper:
-        """One number when all members agree, else an M-vector on the parameters' device
+        """One number when all members agree, else an M x 1 vector on the parameters' device
         (rebuilt only when the values change: a step schedule changes lr every step)."""
         first = values[0]
         if all(v == first for v in values):
@@ -84,22 +82,27 @@ class StackedOptimizer:
         cached = self._vectors.get(key)
         values_t = tuple(values)
         if cached is None or cached[0] != values_t:
-            vector = torch.tensor(values_t, dtype=self.params[0].dtype,
-                                  device=self.params[0].device)
-            cached = self._vectors[key] = (values_t, vector)
+            vector = torch.tensor(values_t, dtype=self.flat.dtype, device=self.flat.device)
+            cached = self._vectors[key] = (values_t, vector.view(-1, 1))
         return cached[1]
 
     def _group(self, key: str, index: int | None = None) -> Hyper:
-        return self._hyper(key if index is None else f"{key}[{index}]", self._values(key, index))
+        """A param-group entry of every member, read once per step."""
+        name = key if index is None else f"{key}[{index}]"
+        if name not in self._this_step:
+            self._this_step[name] = self._hyper(name, self._values(key, index))
+        return self._this_step[name]
 
     # -- the step ---------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def step(self, grads: Sequence[Tensor]) -> None:
+    def step(self, grad: Tensor) -> None:
+        """One step of every member; `grad` is M x P, as `flat`."""
         self.steps += 1
+        self._this_step.clear()
         if self._flag("maximize"):
-            grads = [-g for g in grads]
-        getattr(self, f"_{'adam' if self.name == 'adamw' else self.name}")(list(grads))
+            grad = -grad
+        getattr(self, f"_{'adam' if self.name == 'adamw' else self.name}")(self.flat, grad)
         for proxy in self.proxies:      # what torch's schedulers check before they step
             proxy._opt_called = True
 
@@ -108,136 +111,107 @@ class StackedOptimizer:
         wd = self._group("weight_decay")
         if isinstance(wd, float) and wd == 0:
             return g
-        return g.add(p, alpha=wd) if isinstance(wd, float) else g + p * _shaped(wd, p)
+        return g.add(p, alpha=wd) if isinstance(wd, float) else g + p * wd
 
-    def _sgd(self, grads: list[Tensor]) -> None:
+    def _sgd(self, p: Tensor, g: Tensor) -> None:
         lr, mom = self._group("lr"), self._group("momentum")
         damp, nesterov = self._group("dampening"), self._group("nesterov")
-        bufs = self.state["momentum_buffer"]
-        no_momentum = isinstance(mom, float) and mom == 0
-        for j, (p, g) in enumerate(zip(self.params, grads)):
-            g = self._decay(p, g)
-            if not no_momentum:
-                buf = bufs[j]
-                if self.steps == 1:     # torch: the first buffer is the gradient itself
-                    buf.copy_(g)
-                else:
-                    buf.mul_(_shaped(mom, buf))
-                    _add(buf, g, 1 - damp if isinstance(damp, float) else 1 - damp)
-                if isinstance(nesterov, float):
-                    d = g.add(buf, alpha=mom) if (nesterov and isinstance(mom, float)) else (
-                        g + buf * _shaped(mom, buf) if nesterov else buf)
-                else:
-                    d = torch.where(_shaped(nesterov, buf).bool(), g + buf * _shaped(mom, buf),
-                                    buf)
-                if not isinstance(mom, float):      # members without momentum step on g
-                    d = torch.where(_shaped(mom, buf) != 0, d, g)
-                g = d
-            _add(p, g, -lr)
+        g = self._decay(p, g)
+        if not (isinstance(mom, float) and mom == 0):
+            buf = self.state["momentum_buffer"]
+            if self.steps == 1:         # torch: the first buffer is the gradient itself
+                buf.copy_(g)
+            else:
+                _add(buf.mul_(mom), g, 1 - damp)
+            if isinstance(nesterov, float):
+                d = (g.add(buf, alpha=mom) if isinstance(mom, float) else g + buf * mom) \
+                    if nesterov else buf
+            else:
+                d = torch.where(nesterov.bool(), g + buf * mom, buf)
+            if not isinstance(mom, float):          # members without momentum step on g
+                d = torch.where(mom != 0, d, g)
+            g = d
+        _add(p, g, -lr)
 
-    def _adam(self, grads: list[Tensor]) -> None:
+    def _adam(self, p: Tensor, g: Tensor) -> None:
         t = self.steps
         b1s, b2s = self._values("betas", 0), self._values("betas", 1)
         lrs = self._values("lr")
-        lr, eps = self._group("lr"), self._group("eps")
+        eps = self._group("eps")
         b1, b2 = self._group("betas", 0), self._group("betas", 1)
         step_size = self._hyper("step_size", [lr_ / (1 - b1_ ** t) for lr_, b1_ in zip(lrs, b1s)])
         bc2_sqrt = self._hyper("bc2_sqrt", [(1 - b2_ ** t) ** 0.5 for b2_ in b2s])
-        amsgrad = self._flag("amsgrad")
-        decoupled = self._flag("decoupled_weight_decay")
-        if decoupled:
+        if self._flag("decoupled_weight_decay"):
             shrink = self._hyper("shrink", [1 - lr_ * wd for lr_, wd in
                                             zip(lrs, self._values("weight_decay"))])
-        for j, (p, g) in enumerate(zip(self.params, grads)):
-            if decoupled:
-                if not (isinstance(shrink, float) and shrink == 1):
-                    p.mul_(_shaped(shrink, p))
-            else:
-                g = self._decay(p, g)
-            exp_avg, exp_avg_sq = self.state["exp_avg"][j], self.state["exp_avg_sq"][j]
-            exp_avg.lerp_(g, _shaped(1 - b1, g))
-            exp_avg_sq.mul_(_shaped(b2, g))
-            if isinstance(b2, float):
-                exp_avg_sq.addcmul_(g, g, value=1 - b2)
-            else:
-                exp_avg_sq.addcmul_(g, g * _shaped(1 - b2, g))
-            if amsgrad:
-                top = self.state["max_exp_avg_sq"][j]
-                torch.maximum(top, exp_avg_sq, out=top)
-                exp_avg_sq = top
-            denom = (exp_avg_sq.sqrt() / _shaped(bc2_sqrt, g)).add_(_shaped(eps, g))
-            if isinstance(step_size, float):
-                p.addcdiv_(exp_avg, denom, value=-step_size)
-            else:
-                p.sub_(exp_avg * _shaped(step_size, p) / denom)
+            if not (isinstance(shrink, float) and shrink == 1):
+                p.mul_(shrink)
+        else:
+            g = self._decay(p, g)
+        exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
+        exp_avg.lerp_(g, 1 - b1)
+        exp_avg_sq.mul_(b2)
+        if isinstance(b2, float):
+            exp_avg_sq.addcmul_(g, g, value=1 - b2)
+        else:
+            exp_avg_sq.addcmul_(g, g * (1 - b2))
+        if self._flag("amsgrad"):
+            top = self.state["max_exp_avg_sq"]
+            torch.maximum(top, exp_avg_sq, out=top)
+            exp_avg_sq = top
+        denom = (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
+        _addcdiv(p, exp_avg, denom, -step_size)
 
-    def _adamax(self, grads: list[Tensor]) -> None:
+    def _adamax(self, p: Tensor, g: Tensor) -> None:
         t = self.steps
         b1s, lrs = self._values("betas", 0), self._values("lr")
         b1, b2, eps = self._group("betas", 0), self._group("betas", 1), self._group("eps")
         clr = self._hyper("clr", [lr_ / (1 - b1_ ** t) for lr_, b1_ in zip(lrs, b1s)])
-        for j, (p, g) in enumerate(zip(self.params, grads)):
-            g = self._decay(p, g)
-            exp_avg, exp_inf = self.state["exp_avg"][j], self.state["exp_inf"][j]
-            exp_avg.lerp_(g, _shaped(1 - b1, g))
-            torch.maximum(exp_inf.mul_(_shaped(b2, g)), g.abs().add_(_shaped(eps, g)),
-                          out=exp_inf)
-            if isinstance(clr, float):
-                p.addcdiv_(exp_avg, exp_inf, value=-clr)
-            else:
-                p.sub_(exp_avg * _shaped(clr, p) / exp_inf)
+        g = self._decay(p, g)
+        exp_avg, exp_inf = self.state["exp_avg"], self.state["exp_inf"]
+        exp_avg.lerp_(g, 1 - b1)
+        torch.maximum(exp_inf.mul_(b2), g.abs().add_(eps), out=exp_inf)
+        _addcdiv(p, exp_avg, exp_inf, -clr)
 
-    def _rmsprop(self, grads: list[Tensor]) -> None:
+    def _rmsprop(self, p: Tensor, g: Tensor) -> None:
         lr, alpha, eps = self._group("lr"), self._group("alpha"), self._group("eps")
         mom = self._group("momentum")
-        centered = self._flag("centered")
-        no_momentum = isinstance(mom, float) and mom == 0
-        for j, (p, g) in enumerate(zip(self.params, grads)):
-            g = self._decay(p, g)
-            square_avg = self.state["square_avg"][j]
-            square_avg.mul_(_shaped(alpha, g))
-            if isinstance(alpha, float):
-                square_avg.addcmul_(g, g, value=1 - alpha)
-            else:
-                square_avg.addcmul_(g, g * _shaped(1 - alpha, g))
-            if centered:
-                grad_avg = self.state["grad_avg"][j]
-                grad_avg.lerp_(g, _shaped(1 - alpha, g))
-                avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
-            else:
-                avg = square_avg.sqrt()
-            avg = avg.add_(_shaped(eps, g))
-            if no_momentum:
-                if isinstance(lr, float):
-                    p.addcdiv_(g, avg, value=-lr)
-                else:
-                    p.sub_(g * _shaped(lr, p) / avg)
-            else:   # momentum 0 makes the buffer g / avg: the plain step, for those members
-                buf = self.state["momentum_buffer"][j]
-                buf.mul_(_shaped(mom, buf)).addcdiv_(g, avg)
-                _add(p, buf, -lr)
+        g = self._decay(p, g)
+        square_avg = self.state["square_avg"]
+        square_avg.mul_(alpha)
+        if isinstance(alpha, float):
+            square_avg.addcmul_(g, g, value=1 - alpha)
+        else:
+            square_avg.addcmul_(g, g * (1 - alpha))
+        if self._flag("centered"):
+            grad_avg = self.state["grad_avg"]
+            grad_avg.lerp_(g, 1 - alpha)
+            avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+        else:
+            avg = square_avg.sqrt()
+        avg = avg.add_(eps)
+        if isinstance(mom, float) and mom == 0:
+            _addcdiv(p, g, avg, -lr)
+        else:   # momentum 0 makes the buffer g / avg: the plain step, for those members
+            buf = self.state["momentum_buffer"]
+            buf.mul_(mom).addcdiv_(g, avg)
+            _add(p, buf, -lr)
 
-    def _adagrad(self, grads: list[Tensor]) -> None:
+    def _adagrad(self, p: Tensor, g: Tensor) -> None:
         t = self.steps
         clr = self._hyper("clr", [lr_ / (1 + (t - 1) * decay) for lr_, decay in
                                   zip(self._values("lr"), self._values("lr_decay"))])
-        eps = self._group("eps")
-        for j, (p, g) in enumerate(zip(self.params, grads)):
-            g = self._decay(p, g)
-            state_sum = self.state["sum"][j]
-            state_sum.addcmul_(g, g, value=1)
-            std = state_sum.sqrt().add_(_shaped(eps, g))
-            if isinstance(clr, float):
-                p.addcdiv_(g, std, value=-clr)
-            else:
-                p.sub_(g * _shaped(clr, p) / std)
+        g = self._decay(p, g)
+        state_sum = self.state["sum"]
+        state_sum.addcmul_(g, g, value=1)
+        _addcdiv(p, g, state_sum.sqrt().add_(self._group("eps")), -clr)
 
     # -- members in and out -----------------------------------------------------------------------
 
-    def keep(self, params: list[Tensor], rows: Tensor, proxies: Sequence[Optimizer]) -> None:
-        """Only the members at `rows` go on (the others ended); `params` are the new stacks."""
-        self.params, self.proxies = params, list(proxies)
-        self.state = {key: [t[rows] for t in tensors] for key, tensors in self.state.items()}
+    def keep(self, flat: Tensor, rows: Tensor, proxies: Sequence[Optimizer]) -> None:
+        """Only the members at `rows` go on (the others ended); `flat` holds their parameters."""
+        self.flat, self.proxies = flat, list(proxies)
+        self.state = {key: t[rows] for key, t in self.state.items()}
         self._vectors.clear()
 
     def export(self, m: int) -> None:
@@ -245,18 +219,32 @@ class StackedOptimizer:
         `self.steps` steps, so that proxy.state_dict() is what a lone run checkpoints."""
         proxy = self.proxies[m]
         group = proxy.param_groups[0]
-        for j, p in enumerate(group["params"]):
-            state = _torch_layout(self.name, group, self.steps,
-                                  {key: tensors[j][m] for key, tensors in self.state.items()})
+        offset = 0
+        for p, shape in zip(group["params"], self.shapes):
+            n = shape.numel()
+            tensors = {key: t[m, offset:offset + n].view(shape) for key, t in self.state.items()}
+            offset += n
+            state = _torch_layout(self.name, group, self.steps, tensors)
             proxy.state[p] = {k: v.detach().clone().to(p.device) if isinstance(v, Tensor) else v
                               for k, v in state.items()}
 
 
-def _member_tensor(proxy: Optimizer, param: Tensor, key: str, like: Tensor) -> Tensor:
+def _addcdiv(p: Tensor, a: Tensor, b: Tensor, value: Hyper) -> None:
+    """p += value * a / b, in place."""
+    if isinstance(value, float):
+        p.addcdiv_(a, b, value=value)
+    else:
+        p.add_(a * value / b)
+
+
+def _member_tensor(proxy: Optimizer, param: Tensor, key: str, shape: torch.Size,
+                   like: Tensor) -> Tensor:
     """One member's state tensor `key` for a parameter from its proxy (resumed, or Adagrad's
     initial sum), else zeros: torch's initial value of every other state tensor."""
     value = proxy.state.get(param, {}).get(key)
-    return value.to(like) if isinstance(value, Tensor) else torch.zeros_like(like)
+    if isinstance(value, Tensor):
+        return value.to(like)
+    return torch.zeros(shape, dtype=like.dtype, device=like.device)
 
 
 def _torch_layout(name: str, group: dict, steps: int, tensors: dict[str, Tensor]) -> dict:
