@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridrun.engine import executor, gpus as gpu_info, stages
+from gridrun.engine import executor, gpus as gpu_info, groups, stages
 from gridrun.engine.home import DaemonLock, daemon_pid
 from gridrun.engine.matrix import builtin_command
 from gridrun.engine.placement import DeviceLoad, Need, Tenant, place
@@ -57,6 +57,7 @@ class Child:
     term_sent: float | None = None
     peak_mem_mb: float | None = None
     shared: bool = False                 # its GPU held other runs while it ran
+    group: tuple[int, ...] = ()          # a fused group's run ids (this one's too); () alone
 
 
 Event = Callable[[str, Run, str], None]   # (kind, run, detail): started, finished, requeued, ...
@@ -182,18 +183,46 @@ class Daemon:
         reaped = 0
         for run_id, child in list(self.children.items()):
             code = child.proc.poll()
-            if code is None:
+            ended = groups.member_status(Path(child.run.run_dir)) if child.group else None
+            if code is None and ended is None:
                 continue
+            if ended is None and child.group and code == 0:
+                ended = ("failed", 1, "the fused trainer ended without concluding this run")
             reaped += 1
             del self.children[run_id]
             self.launch_due = 0.0
-            if child.pidfd is not None:
-                self.selector.unregister(child.pidfd)
-                os.close(child.pidfd)
-            executor.kill_group(child.proc.pid)   # whatever the script left behind
+            if code is not None and not self._group_alive(child):
+                if child.pidfd is not None:
+                    self.selector.unregister(child.pidfd)
+                    os.close(child.pidfd)
+                executor.kill_group(child.proc.pid)   # whatever the script left behind
             self._final_tail(child)
-            self._conclude(child, code)
+            if ended is not None:
+                self._conclude_member(child, *ended)
+            else:
+                self._conclude(child, code)
         return reaped
+
+    def _group_alive(self, child: Child) -> bool:
+        """Whether another member of child's fused group is still a child (it owns the pidfd
+        and the process group then)."""
+        return any(c.proc is child.proc for c in self.children.values())
+
+    def _conclude_member(self, child: Child, status: str, code: int, error: str | None) -> None:
+        """A fused member the trainer concluded (engine.groups)."""
+        run = child.run
+        if status == "done":
+            self.store.finish(run.id, "done", 0, None)
+            self._emit("finished", run.id, "done")
+        elif status == "cancelled" or child.end_reason == "cancelled":
+            self.store.finish(run.id, "cancelled", code, "cancelled")
+            self._emit("finished", run.id, "cancelled")
+        elif run.retries_left > 0:
+            self.store.requeue(run.id, use_retry=True, error=error)
+            self._emit("requeued", run.id, f"failed ({error}); retrying")
+        else:
+            self.store.finish(run.id, "failed", code, error)
+            self._emit("finished", run.id, f"failed: {error}")
 
     def advance_stages(self) -> None:
         """Start the next stage of staged sweeps whose current stage has ended."""
@@ -231,6 +260,8 @@ class Daemon:
             self.store.finish(run.id, "done", 0, None)
             self._emit("finished", run.id, "done")
             return
+        if child.group:
+            log = groups.log_path(Path(run.run_dir), child.group[0])
         lines = executor.tail_lines(log)
         text = "\n".join(lines)
         if child.shared and any(m in text for m in OOM_MARKERS):
@@ -268,7 +299,14 @@ class Daemon:
         requests = self.store.pending_requests()
         for _, kind, run_id in requests:
             if kind == "cancel" and run_id in self.children:
-                self._terminate(self.children[run_id], "cancelled")
+                child = self.children[run_id]
+                others = [c for c in self.children.values() if c.proc is child.proc
+                          and c is not child and c.end_reason is None]
+                if others:      # the fused trainer drops it after the epoch; the others go on
+                    child.end_reason = "cancelled"
+                    groups.request_cancel(Path(child.run.run_dir))
+                else:
+                    self._terminate(child, "cancelled")
             elif kind == "stop":
                 self.stopping = True
             elif kind == "stop_now":
@@ -311,11 +349,13 @@ class Daemon:
 
     def _loads(self) -> list[DeviceLoad]:
         loads = {g.index: DeviceLoad(g.index, g.memory_total / 2**30) for g in self.gpus}
-        for child in self.children.values():
+        for child in self._processes():
             for i in child.gpu_indices:
                 if i in loads:
-                    loads[i].tenants.append(Tenant(child.run.id, self._mem_need(child.run),
-                                                   child.run.exclusive))
+                    need = self._mem_need(child.run)
+                if need is not None and child.group:    # a fused group: its runs' sum
+                    need *= sum(1 for c in self.children.values() if c.proc is child.proc)
+                loads[i].tenants.append(Tenant(child.run.id, need, child.run.exclusive))
         return list(loads.values())
 
     def _mem_need(self, run: Run) -> float | None:
@@ -343,8 +383,7 @@ class Daemon:
         if not queued:
             return
         self._sweeps = {}
-        cpu_free = self.opt.cpu_slots - sum(1 for c in self.children.values()
-                                            if not c.gpu_indices)
+        cpu_free = self.opt.cpu_slots - sum(1 for c in self._processes() if not c.gpu_indices)
         loads = self._loads()
         for run in queued:
             if run.id in self.children:
@@ -367,7 +406,10 @@ class Daemon:
                 if gpus_needed == 0 and cpu_free <= 0 and not self.gpus:
                     break          # nothing else can start either
                 continue
-            child = self._start(run, spec, where)
+            members = groups.companions(run, spec, queued, self._group_limit(run, where),
+                                        set(self.children))
+            child = (self._start_group(members, spec, where) if len(members) > 1
+                     else self._start(run, spec, where))
             if child is None:
                 continue
             if where:
@@ -382,9 +424,84 @@ class Daemon:
             else:
                 cpu_free -= 1
 
+    def _processes(self) -> list[Child]:
+        """One child per process: a fused group's members share theirs, and one slot."""
+        seen: dict[int, Child] = {}
+        for child in self.children.values():
+            seen.setdefault(id(child.proc), child)
+        return list(seen.values())
+
+    def _group_limit(self, run: Run, where: list[int]) -> int:
+        gpu_mem = next((g.memory_total / 2**30 for g in self.gpus if where and
+                        g.index == where[0]), None)
+        return groups.group_limit(bool(where), self._mem_need(run), gpu_mem)
+
+    def _start_group(self, members: list[Run], spec: dict, gpu_indices: list[int]
+                     ) -> Child | None:
+        """One fused trainer process for `members` (engine.groups); each member is a child of
+        its own, sharing that process. Returns the first member's child."""
+        launches = []
+        for run in members:
+            launch = executor.build_launch(
+                run_id=run.id, sweep=run.sweep, index=run.index, attempt=run.attempt,
+                params=run.params, run_dir=Path(run.run_dir), command=builtin_command(),
+                workdir=spec["workdir"], gpu_indices=gpu_indices)
+            launches.append(launch)
+            self.touched.add(run.id)
+        first = launches[0]
+        group_launch = executor.Launch(
+            list(groups.command(Path(r.run_dir) for r in members)), first.cwd,
+            {k: v for k, v in first.env.items() if k not in ("GRIDRUN_RUN_DIR", "GRIDRUN_RUN_ID",
+                                                              "GRIDRUN_PARAMS")},
+            first.device)
+        if gpu_indices:
+            group_launch.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        try:
+            for run, launch in zip(members, launches):
+                self._prepare_attempt(run, Path(run.run_dir))
+                groups.prepare(Path(run.run_dir))
+                executor.write_run_files(Path(run.run_dir), run.params, launch)
+            proc = executor.spawn(group_launch,
+                                  groups.log_path(Path(members[0].run_dir), members[0].id))
+        except OSError as e:
+            error = f"could not start the fused trainer: {e.strerror or e}"
+            for run in members:
+                self.store.fail_queued(run.id, error)
+                self._emit("finished", run.id, f"failed: {error}")
+            return None
+        pid_start = executor.process_start_time(proc.pid)
+        timeout_min = spec.get("resources", {}).get("timeout_min")
+        ids = tuple(r.id for r in members)
+        children = []
+        for run in members:
+            if not self.store.mark_running(run.id, first.device, proc.pid, pid_start):
+                groups.request_cancel(Path(run.run_dir))   # cancelled between read and now
+                continue
+            child = Child(run=run, proc=proc, device=first.device, gpu_indices=gpu_indices,
+                          started=time.time(),
+                          timeout_s=timeout_min * 60 if timeout_min else None,
+                          tail=RunTail(run.id, Path(run.run_dir),
+                                       tuple(spec.get("parse_patterns", ()))),
+                          group=ids)
+            self.children[run.id] = child
+            children.append(child)
+            self._emit("started", run.id, f"{first.device} (fused, {len(members)} runs)")
+        if not children:
+            executor.kill_group(proc.pid)
+            proc.wait()
+            return None
+        try:   # one pidfd for the group, closed with its last member (reap)
+            pidfd = os.pidfd_open(proc.pid)
+            self.selector.register(pidfd, selectors.EVENT_READ, children[0].run.id)
+        except (AttributeError, OSError):
+            pidfd = None
+        for child in children:
+            child.pidfd = pidfd
+        return children[0]
+
     def _no_room(self) -> bool:
         """Every CPU slot taken, and every GPU too (by count, or by a run that owns it)."""
-        if sum(1 for c in self.children.values() if not c.gpu_indices) < self.opt.cpu_slots:
+        if sum(1 for c in self._processes() if not c.gpu_indices) < self.opt.cpu_slots:
             return False
         for load in self._loads():
             if not load.tenants:
@@ -492,7 +609,8 @@ class Daemon:
         """The sweep's later runs are packed by what its first ones used, plus a margin."""
         if child.peak_mem_mb is None or child.tail.history == []:
             return  # before its first epoch, a run has not reached its peak
-        estimate = child.peak_mem_mb * MEASURE_MARGIN / 1024 + 0.25
+        # a fused group's process holds all its members: the estimate is per run
+        estimate = child.peak_mem_mb / max(1, len(child.group)) * MEASURE_MARGIN / 1024 + 0.25
         sweep_id = child.run.sweep_id
         self.mem_estimate_gb[sweep_id] = max(self.mem_estimate_gb.get(sweep_id, 0), estimate)
 

@@ -32,7 +32,7 @@ MAX_RUNS = 100_000
 NAME_RE = re.compile(r"^[a-z0-9_-]+$")
 TOP_KEYS = ("name", "description", "metric", "mode", "seeds", "command", "workdir", "params",
             "grid", "zip", "sample", "include", "exclude", "resources", "parse", "stages")
-RESOURCE_KEYS = ("gpus", "gpu_mem_gb", "timeout_min", "retries", "priority")
+RESOURCE_KEYS = ("gpus", "gpu_mem_gb", "timeout_min", "retries", "priority", "fuse")
 STAGE_KEYS = ("name", "grid", "zip", "params")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
 # names a command template may use besides the parameters
@@ -47,6 +47,7 @@ class Resources:
     timeout_min: float | None = None
     retries: int = 0
     priority: int = 0
+    fuse: bool = True                # built-in-trainer runs may train fused (engine.groups)
 
 
 @dataclass(frozen=True)
@@ -565,9 +566,12 @@ class _Builder:
         priority = table.get("priority", 0)
         self.expect(isinstance(priority, int) and not isinstance(priority, bool),
                     "priority must be an integer", "resources", "priority")
+        fuse = table.get("fuse", True)
+        self.expect(isinstance(fuse, bool), f"fuse must be true or false, got {toml_repr(fuse)}",
+                    "resources", "fuse")
         return Resources(gpus=number("gpus", True, 0, None), gpu_mem_gb=mem,
                          timeout_min=timeout, retries=number("retries", True, 0, 0),
-                         priority=priority)
+                         priority=priority, fuse=fuse)
 
     def parse_patterns(self) -> tuple[str, ...]:
         table = self.table("parse")
