@@ -150,11 +150,7 @@ class StackedOptimizer:
             g = self._decay(p, g)
         exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
         exp_avg.lerp_(g, 1 - b1)
-        exp_avg_sq.mul_(b2)
-        if isinstance(b2, float):
-            exp_avg_sq.addcmul_(g, g, value=1 - b2)
-        else:
-            exp_avg_sq.addcmul_(g, g * (1 - b2))
+        _average_square(exp_avg_sq, g, b2)
         if self._flag("amsgrad"):
             top = self.state["max_exp_avg_sq"]
             torch.maximum(top, exp_avg_sq, out=top)
@@ -178,11 +174,7 @@ class StackedOptimizer:
         mom = self._group("momentum")
         g = self._decay(p, g)
         square_avg = self.state["square_avg"]
-        square_avg.mul_(alpha)
-        if isinstance(alpha, float):
-            square_avg.addcmul_(g, g, value=1 - alpha)
-        else:
-            square_avg.addcmul_(g, g * (1 - alpha))
+        _average_square(square_avg, g, alpha)
         if self._flag("centered"):
             grad_avg = self.state["grad_avg"]
             grad_avg.lerp_(g, 1 - alpha)
@@ -227,6 +219,15 @@ class StackedOptimizer:
             state = _torch_layout(self.name, group, self.steps, tensors)
             proxy.state[p] = {k: v.detach().clone().to(p.device) if isinstance(v, Tensor) else v
                               for k, v in state.items()}
+
+
+def _average_square(avg: Tensor, g: Tensor, beta: Hyper) -> None:
+    """avg = beta * avg + (1 - beta) * g * g, in place, as torch computes it."""
+    avg.mul_(beta)
+    if isinstance(beta, float):
+        avg.addcmul_(g, g, value=1 - beta)
+    else:
+        avg.addcmul_(g, g * (1 - beta))
 
 
 def _addcdiv(p: Tensor, a: Tensor, b: Tensor, value: Hyper) -> None:

@@ -86,11 +86,19 @@ def test_cancelling_one_member_takes_it_out_and_the_others_go_on(cli, tmp_path):
         wait_for(lambda: all(len(epochs_of(r)) > stopped_at + 1 for r in others),
                  timeout=120, what="the others' next epochs")
         assert len(epochs_of(victim)) == stopped_at
-        cli("queue", "cancel", "--sweep", "cancel", check=0)       # the last ones end it all
-        proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        cancel_the_rest(cli, proc, "cancel")
+
+
+def cancel_the_rest(cli, daemon, sweep_name: str) -> None:
+    """Cancel the sweep's runs (the last member's cancel ends the group's process) and wait for
+    the daemon to exit: a long sweep ends as soon as the test has seen what it came for."""
+    try:
+        cli("queue", "cancel", "--sweep", sweep_name, check=0)
+        daemon.communicate(timeout=120)
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
     assert {r["status"] for r in cli.runs()} == {"cancelled"}
 
 
@@ -111,12 +119,8 @@ def test_after_a_daemon_crash_each_member_resumes_from_its_checkpoint(cli, tmp_p
             line = next(ln for ln in log.read_text().splitlines() if "resuming from" in ln)
             assert str(Path(run["run_dir"]) / "checkpoint.pt") in line
             assert int(line.rsplit(" ", 1)[1]) >= 2                 # not from scratch
-        cli("queue", "cancel", "--sweep", "crash", check=0)
-        again.communicate(timeout=120)
     finally:
-        if again.poll() is None:
-            os.killpg(again.pid, signal.SIGKILL)
-    assert {r["status"] for r in cli.runs()} == {"cancelled"}
+        cancel_the_rest(cli, again, "crash")
 
 
 def test_fuse_must_be_true_or_false(cli, tmp_path):
