@@ -217,6 +217,9 @@ class Daemon:
         elif status == "cancelled" or child.end_reason == "cancelled":
             self.store.finish(run.id, "cancelled", code, "cancelled")
             self._emit("finished", run.id, "cancelled")
+        elif error and any(m in error for m in OOM_MARKERS):
+            self.store.requeue(run.id, exclusive=True, error="out of GPU memory in a fused group")
+            self._emit("requeued", run.id, "out of GPU memory in a fused group; requeued alone")
         elif run.retries_left > 0:
             self.store.requeue(run.id, use_retry=True, error=error)
             self._emit("requeued", run.id, f"failed ({error}); retrying")

@@ -35,12 +35,10 @@ STATUS_MAX_BYTES = 65536
 def group_key(run: Any, spec: dict) -> str | None:
     """What a run must share with others to join their group (its sweep, resources and fusion
     key); None when it runs alone."""
-    if spec.get("command") or spec.get("resources", {}).get("fuse") is False:
-        return None
+    if spec.get("command") or spec.get("resources", {}).get("fuse") is False or run.exclusive:
+        return None     # exclusive: it ran out of GPU memory sharing, so it now runs alone
     key = fusion_key(run.params)
-    if key is None:
-        return None
-    return f"{run.sweep_id}|{int(bool(run.exclusive))}|{key}"
+    return None if key is None else f"{run.sweep_id}|{key}"
 
 
 def group_limit(on_gpu: bool, mem_estimate_gb: float | None = None,

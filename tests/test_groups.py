@@ -138,3 +138,25 @@ def test_a_hostile_status_file_fails_the_member_with_a_reason(tmp_path, text):
     status, code, error = groups.member_status(tmp_path)
     assert status == "failed" and code != 0
     assert error is None or len(error) <= 2000
+
+
+def test_a_group_takes_the_queued_runs_of_its_sweep_and_key_up_to_its_limit():
+    from types import SimpleNamespace as Run
+
+    params = {"dataset": "digits", "optimizer": "sgd", "epochs": 3}
+    spec = {"resources": {}}
+    queued = [Run(id=i, sweep_id=1, exclusive=False, params={**params, "lr": 0.1 * i})
+              for i in range(1, 12)]
+    queued[2].params = {**params, "batch_size": 32}          # another key
+    queued[3].sweep_id = 2                                    # another sweep
+    queued[4].exclusive = True                                # ran out of memory: alone
+    members = groups.companions(queued[0], spec, queued, groups.CPU_GROUP_MAX, {2})
+    assert [r.id for r in members] == [1, 6, 7, 8, 9, 10, 11]   # 2 taken, 3-5 differ
+    assert len(groups.companions(queued[0], spec, queued, 3, set())) == 3
+    assert groups.companions(queued[0], {"resources": {"fuse": False}}, queued, 8, set()) \
+        == [queued[0]]
+    assert groups.companions(queued[0], {"command": ["python", "t.py"]}, queued, 8, set()) \
+        == [queued[0]]
+    assert groups.group_limit(True, mem_estimate_gb=2.0, gpu_mem_gb=80) == 32
+    assert groups.group_limit(True, mem_estimate_gb=20.0, gpu_mem_gb=80) == 3
+    assert groups.group_limit(False) == groups.CPU_GROUP_MAX
