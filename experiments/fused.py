@@ -223,6 +223,8 @@ class Stack:
 
     def keep(self, members: list[Member]) -> None:
         """Only `members` go on (the others ended)."""
+        if members == self.members:
+            return
         rows = self.rows(members).to(self.flat.device)
         self.members = members
         self.flat = self.flat.detach()[rows].requires_grad_()
