@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gridrun.engine import cpu_share, executor, gpus as gpu_info, stages, warm
+from gridrun.engine import cpu_share, executor, gpus as gpu_info, groups, stages, warm
 from gridrun.engine.home import DaemonLock, daemon_pid
 from gridrun.engine.matrix import builtin_command
 from gridrun.engine.placement import DeviceLoad, Need, Tenant, place, reserve
@@ -36,6 +36,7 @@ KILL_GRACE_S = float(os.environ.get("GRIDRUN_KILL_GRACE_S", "10"))
 MEASURE_EVERY_S = 2.0  # NVML per-process memory is polled at most this often
 OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "CUDA error: out of memory")
 MEASURE_MARGIN = 1.2   # a measured peak plus 20% (and 256 MiB) becomes the sweep's estimate
+KILL_WAIT_S = 2.0      # how long a SIGKILLed fused trainer is waited for after its last member
 
 
 class DaemonBusy(Exception):
@@ -59,6 +60,7 @@ class Child:
     term_sent: float | None = None
     peak_mem_mb: float | None = None
     shared: bool = False                 # its GPU held other runs while it ran
+    group: tuple[int, ...] = ()          # a fused group's run ids (this one's too); () alone
 
 
 Event = Callable[[str, Run, str], None]   # (kind, run, detail): started, finished, requeued, ...
@@ -73,6 +75,8 @@ class Options:
 
 
 class Daemon:
+    fuses = True   # forms fused groups (engine.groups); a backend that cannot sets False
+
     def __init__(self, home: Path, store: Store, options: Options, on_event: Event | None = None):
         self.home = Path(home)
         self.store = store
@@ -196,28 +200,75 @@ class Daemon:
         reaped = 0
         for run_id, child in list(self.children.items()):
             code = child.proc.poll()
-            if code is None:
+            # a fused member ends when the trainer concludes it, while the others may go on
+            ended = groups.member_status(Path(child.run.run_dir)) if child.group else None
+            if code is None and ended is None:
                 continue
+            if ended is None and child.group and code == 0:
+                ended = ("failed", 1, "the fused trainer ended without concluding this run")
             if getattr(child.proc, "status_lost", False) and child.end_reason is None:
                 child.end_reason = "stopped"  # its zygote died first: requeue, as after a crash
             reaped += 1
             del self.children[run_id]
             self.launch_due = 0.0
-            if child.pidfd is not None:
-                self.selector.unregister(child.pidfd)
-                os.close(child.pidfd)
-            self.signal_child(child.proc, signal.SIGKILL)   # whatever the script left behind
+            if not self._group_alive(child):   # the last of its process: release the process
+                self._release(child, code)
             try:
                 self._final_tail(child)
             except Exception as e:  # noqa: BLE001 - one run's data ends that run only
                 child.fault = child.fault or f"could not read its output: {executor.one_line(e)}"
             try:
-                self._conclude(child, code)
+                if ended is not None:
+                    self._conclude_member(child, code, *ended)
+                else:
+                    self._conclude(child, code)
             except Exception as e:  # noqa: BLE001
                 error = f"could not conclude the run: {executor.one_line(e)}"
                 self.store.finish(run_id, "failed", code, error)
                 self._emit("finished", run_id, f"failed: {error}")
         return reaped
+
+    def _group_alive(self, child: Child) -> bool:
+        """Whether another member of child's fused group is still a child: the process, its
+        pidfd and its process group are theirs then."""
+        return bool(child.group) and any(c.proc is child.proc for c in self.children.values())
+
+    def _release(self, child: Child, code: int | None) -> None:
+        """Done with a run's process: its pidfd closed, whatever the script left behind killed.
+        A fused trainer can still be running when its last member is concluded (it wrote the
+        member's status and is on its way out): it is killed and reaped too."""
+        if child.pidfd is not None:
+            self.selector.unregister(child.pidfd)
+            os.close(child.pidfd)
+        self.signal_child(child.proc, signal.SIGKILL)
+        if code is None:
+            try:
+                child.proc.wait(timeout=KILL_WAIT_S)
+            except subprocess.TimeoutExpired:
+                pass    # unkillable for now (D state): the interpreter reaps it later
+
+    def _conclude_member(self, child: Child, code: int | None, status: str, member_code: int,
+                         error: str | None) -> None:
+        """A fused member the trainer concluded (engine.groups), or one its process left
+        unconcluded. What gridrun ended it for (a fault, a stop, a timeout) goes first."""
+        run = child.run
+        if child.end_reason in ("fault", "stopped", "timeout"):
+            self._conclude(child, member_code if code is None else code)
+        elif status == "done":
+            self.store.finish(run.id, "done", 0, None)
+            self._emit("finished", run.id, "done")
+        elif status == "cancelled" or child.end_reason == "cancelled":
+            self.store.finish(run.id, "cancelled", member_code, "cancelled")
+            self._emit("finished", run.id, "cancelled")
+        elif error and any(m in error for m in OOM_MARKERS):
+            self.store.requeue(run.id, exclusive=True, error="out of GPU memory in a fused group")
+            self._emit("requeued", run.id, "out of GPU memory in a fused group; requeued alone")
+        elif run.retries_left > 0:
+            self.store.requeue(run.id, use_retry=True, error=error)
+            self._emit("requeued", run.id, f"failed ({error}); retrying")
+        else:
+            self.store.finish(run.id, "failed", member_code, error)
+            self._emit("finished", run.id, f"failed: {error}")
 
     def advance_stages(self) -> None:
         """Start the next stage of staged sweeps whose current stage has ended."""
@@ -246,6 +297,8 @@ class Daemon:
     def _conclude(self, child: Child, code: int) -> None:
         run = child.run
         log = Path(run.run_dir) / "stdout.log"
+        if child.group:   # the fused trainer's own output (a traceback) is in the group's log
+            log = groups.log_path(Path(run.run_dir), child.group[0])
         if child.fault is not None:
             self.store.finish(run.id, "failed", code, child.fault)
             self._emit("finished", run.id, f"failed: {child.fault}")
@@ -272,7 +325,7 @@ class Daemon:
         if child.shared and any(m in text for m in OOM_MARKERS):
             # sharing caused it: run it alone, and give that GPU fewer runs of this sweep
             gpu = child.gpu_indices[0]
-            sharing = 1 + sum(1 for c in self.children.values() if gpu in c.gpu_indices)
+            sharing = 1 + sum(1 for c in self._processes() if gpu in c.gpu_indices)
             key = (run.sweep_id, gpu)
             self.max_per_gpu[key] = max(1, min(self.max_per_gpu.get(key, sharing), sharing) - 1)
             self.store.requeue(run.id, exclusive=True, error="out of GPU memory while sharing")
@@ -314,7 +367,15 @@ class Daemon:
             child.fault = reason
         child.end_reason = "fault"
         child.tail = None
-        self.signal_child(child.proc, signal.SIGKILL)
+        if self._live_companions(child):
+            groups.request_cancel(Path(child.run.run_dir))   # the others go on
+        else:
+            self.signal_child(child.proc, signal.SIGKILL)
+
+    def _live_companions(self, child: Child) -> list[Child]:
+        """The other members of child's fused group that nothing is ending."""
+        return [c for c in self.children.values()
+                if c.proc is child.proc and c is not child and c.end_reason is None]
 
     # -- requests and deadlines ---------------------------------------------------------------
 
@@ -324,7 +385,13 @@ class Daemon:
             if kind == "slots":
                 self.apply_slots(self.store.request_data(request_id))
             elif kind == "cancel" and run_id in self.children:
-                self._terminate(self.children[run_id], "cancelled")
+                child = self.children[run_id]
+                if self._live_companions(child):
+                    # the fused trainer drops it after the epoch; the others go on
+                    child.end_reason = child.end_reason or "cancelled"
+                    groups.request_cancel(Path(child.run.run_dir))
+                else:
+                    self._terminate(child, "cancelled")
             elif kind == "stop":
                 self.stopping = True
             elif kind == "stop_now":
@@ -367,12 +434,25 @@ class Daemon:
 
     def _loads(self) -> list[DeviceLoad]:
         loads = {g.index: DeviceLoad(g.index, g.memory_total / 2**30) for g in self.gpus}
-        for child in self.children.values():
+        for child in self._processes():
+            need = self._mem_need(child.run)
+            if need is not None and child.group:    # a fused group: its runs' sum
+                need *= self._members(child)
             for i in child.gpu_indices:
                 if i in loads:
-                    loads[i].tenants.append(Tenant(child.run.id, self._mem_need(child.run),
-                                                   child.run.exclusive))
+                    loads[i].tenants.append(Tenant(child.run.id, need, child.run.exclusive))
         return list(loads.values())
+
+    def _processes(self) -> list[Child]:
+        """One child per process: a fused group's members share theirs, and one slot."""
+        seen: dict[int, Child] = {}
+        for child in self.children.values():
+            seen.setdefault(id(child.proc), child)
+        return list(seen.values())
+
+    def _members(self, child: Child) -> int:
+        """How many runs child's process still trains (1 for a run alone)."""
+        return sum(1 for c in self.children.values() if c.proc is child.proc)
 
     def _mem_need(self, run: Run) -> float | None:
         spec = self._spec(run)
@@ -399,15 +479,14 @@ class Daemon:
         if not queued:
             return
         self._sweeps = {}
-        cpu_free = self.opt.cpu_slots - sum(1 for c in self.children.values()
-                                            if not c.gpu_indices)
+        cpu_free = self.opt.cpu_slots - sum(1 for c in self._processes() if not c.gpu_indices)
         loads = self._loads()
         reserved: set[int] = set()   # devices kept for a waiting multi-GPU run
         for run in queued:
             if run.id in self.children:
                 continue
             try:
-                cpu_free -= self._try_start(run, loads, cpu_free, reserved)
+                cpu_free -= self._try_start(run, loads, cpu_free, reserved, queued)
             except Exception as e:  # noqa: BLE001 - one run's problem ends that run only
                 error = f"could not start the run: {executor.one_line(e)}"
                 self.store.fail_queued(run.id, error)
@@ -417,12 +496,15 @@ class Daemon:
                 break          # nothing else can start either
 
     def _try_start(self, run: Run, loads: list[DeviceLoad], cpu_free: int,
-                   reserved: set[int]) -> int:
+                   reserved: set[int], queued: list[Run]) -> int:
         """Place and start one queued run if it fits; returns the CPU slots it took (0 or 1).
+        A run that can fuse takes the later queued runs it can train with (engine.groups):
+        one process, one CPU slot or one GPU tenant for the group.
         A multi-GPU run that must wait reserves the devices likeliest to free first, so that
         later one-GPU runs cannot keep taking them and starve it."""
         spec = self._spec(run)
-        if self.warm.warming(spec):
+        fusable = self.fuses and groups.group_key(run, spec) is not None
+        if not fusable and self.warm.warming(spec):
             return 0   # its warm worker is importing; started cold beside it, it would crawl
         wanted = spec.get("resources", {}).get("gpus")
         gpus_needed = wanted if wanted is not None else (1 if self.gpus else 0)
@@ -442,7 +524,14 @@ class Daemon:
             if gpus_needed > 1:
                 reserved |= set(reserve(need, free))
             return 0
-        child = self._start(run, spec, where)
+        members = [run]
+        if fusable:
+            members = groups.companions(run, spec, queued, self._group_limit(run, where),
+                                        set(self.children))
+        if len(members) > 1:
+            child = self._start_group(members, spec, where)
+        else:
+            child = self._start(run, spec, where)
         if child is None:
             return 0
         if where:
@@ -453,13 +542,19 @@ class Daemon:
                         for other in self.children.values():
                             if d.index in other.gpu_indices:
                                 other.shared = True
-                    d.tenants.append(Tenant(run.id, need.mem_gb, run.exclusive))
+                    mem = need.mem_gb * len(members) if need.mem_gb is not None else None
+                    d.tenants.append(Tenant(run.id, mem, run.exclusive))
             return 0
         return 1
 
+    def _group_limit(self, run: Run, where: list[int]) -> int:
+        gpu_mem = next((g.memory_total / 2**30 for g in self.gpus
+                        if where and g.index == where[0]), None)
+        return groups.group_limit(bool(where), self._mem_need(run), gpu_mem)
+
     def _no_room(self) -> bool:
         """Every CPU slot taken, and every GPU too (by count, or by a run that owns it)."""
-        if sum(1 for c in self.children.values() if not c.gpu_indices) < self.opt.cpu_slots:
+        if sum(1 for c in self._processes() if not c.gpu_indices) < self.opt.cpu_slots:
             return False
         for load in self._loads():
             if not load.tenants:
@@ -521,6 +616,79 @@ class Daemon:
         self._emit("started", run.id, launch.device)
         return child
 
+    def _start_group(self, members: list[Run], spec: dict, gpu_indices: list[int]
+                     ) -> Child | None:
+        """One fused trainer process for `members` (engine.groups), in _start's order: each
+        member prepared as if alone (its run.json and config.toml), marked running, then the
+        one process spawned (cold: the fused trainer is not a warm target) and its pid
+        recorded for each. Every member is a child of its own sharing that process and its
+        pidfd. Returns the first started member's child."""
+        prepared: list[tuple[Run, executor.Launch, RunTail]] = []
+        for run in members:
+            self.touched.add(run.id)
+            run_dir = Path(run.run_dir)
+            try:
+                launch = executor.build_launch(
+                    run_id=run.id, sweep=run.sweep, index=run.index, attempt=run.attempt,
+                    params=run.params, run_dir=run_dir, command=builtin_command(),
+                    workdir=spec["workdir"], gpu_indices=gpu_indices)
+                self._prepare_attempt(run, run_dir)
+                groups.prepare(run_dir)
+                executor.write_run_files(run_dir, run.params, launch)
+                tail = RunTail(run.id, run_dir, tuple(spec.get("parse_patterns", ())))
+            except Exception as e:  # noqa: BLE001 - this member's folder: its problem only
+                error = f"could not prepare the run: {executor.one_line(e)}"
+                self.store.fail_queued(run.id, error)
+                self._emit("finished", run.id, f"failed: {error}")
+                continue
+            prepared.append((run, launch, tail))
+        marked = [member for member in prepared     # the others were cancelled meanwhile
+                  if self.store.mark_running(member[0].id, member[1].device)]
+        if not marked:
+            return None
+        first_run, first, _ = marked[0]
+        dropped = ("GRIDRUN_RUN_DIR", "GRIDRUN_RUN_ID", "GRIDRUN_PARAMS")
+        env = {k: v for k, v in first.env.items() if k not in dropped}
+        if gpu_indices:
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"   # NVML's numbering, CUDA's too
+        env.update(self._thread_env())
+        argv = list(groups.command(Path(run.run_dir) for run, _, _ in marked))
+        group_launch = executor.Launch(argv, first.cwd, env, first.device)
+        try:
+            proc = executor.spawn(group_launch, groups.log_path(Path(first_run.run_dir),
+                                                                first_run.id), self.home)
+        except Exception as e:  # noqa: BLE001
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else executor.one_line(e)
+            error = f"could not start the fused trainer: {reason}"
+            for run, _, _ in marked:
+                self.store.finish(run.id, "failed", None, error)
+                self._emit("finished", run.id, f"failed: {error}")
+            return None
+        timeout_min = spec.get("resources", {}).get("timeout_min")
+        ids = tuple(run.id for run, _, _ in marked)
+        children = []
+        for run, launch, tail in marked:
+            child = Child(run=run, proc=proc, device=launch.device, gpu_indices=gpu_indices,
+                          started=time.time(),
+                          timeout_s=timeout_min * 60 if timeout_min else None,
+                          tail=tail, group=ids)
+            self.children[run.id] = child   # from here on, reap() concludes it
+            children.append(child)
+            try:
+                self.store.set_pid(run.id, proc.pid, executor.process_start_time(proc.pid))
+            except Exception as e:  # noqa: BLE001
+                self._fault(child, f"could not record the run's process: {executor.one_line(e)}")
+        try:   # one pidfd for the group, closed with its last member (reap)
+            pidfd = self.exit_fd(proc)
+            if pidfd is not None:
+                self.selector.register(pidfd, selectors.EVENT_READ, ids[0])
+        except (AttributeError, OSError):
+            pidfd = None  # no pidfd (old kernel): the tick notices the exit instead
+        for child in children:
+            child.pidfd = pidfd
+            self._emit("started", child.run.id, f"{child.device} (fused, {len(ids)} runs)")
+        return children[0]
+
     # -- how a run's process is started and signalled: the hook points a backend overrides
     #    (engine.ray_backend.RayDaemon runs each run as a Ray actor on a cluster) -------------
 
@@ -543,7 +711,8 @@ class Daemon:
     def _thread_env(self) -> dict[str, str]:
         """OMP/MKL_NUM_THREADS: this run's share of the host's cores (engine.cpu_share)."""
         runs = cpu_share.sharers(cpu_slots=self.opt.cpu_slots, gpu_count=len(self.gpus),
-                                 slots_per_gpu=self.opt.slots_per_gpu, running=len(self.children))
+                                 slots_per_gpu=self.opt.slots_per_gpu,
+                                 running=len(self._processes()))   # a fused group is one
         return cpu_share.thread_env(cpu_share.thread_share(cpu_share.host_cores(), runs))
 
     def _prepare_attempt(self, run: Run, run_dir: Path) -> None:
@@ -630,7 +799,8 @@ class Daemon:
         """The sweep's later runs are packed by what its first ones used, plus a margin."""
         if child.peak_mem_mb is None or child.tail is None or not child.tail.rows_seen:
             return  # before its first epoch, a run has not reached its peak
-        estimate = child.peak_mem_mb * MEASURE_MARGIN / 1024 + 0.25
+        # a fused group's process holds all its members: the estimate is per run
+        estimate = child.peak_mem_mb / max(1, len(child.group)) * MEASURE_MARGIN / 1024 + 0.25
         sweep_id = child.run.sweep_id
         self.mem_estimate_gb[sweep_id] = max(self.mem_estimate_gb.get(sweep_id, 0), estimate)
 

@@ -34,7 +34,7 @@ TOP_KEYS = ("name", "description", "metric", "mode", "seeds", "command", "workdi
             "grid", "zip", "sample", "include", "exclude", "resources", "parse", "stages",
             "warm", "preload")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-RESOURCE_KEYS = ("gpus", "gpu_mem_gb", "timeout_min", "retries", "priority", "ray")
+RESOURCE_KEYS = ("gpus", "gpu_mem_gb", "timeout_min", "retries", "priority", "ray", "fuse")
 # Ray's own resource names: `gpus` and the CPU share already ask for them
 RAY_RESERVED = ("CPU", "GPU", "memory", "object_store_memory")
 STAGE_KEYS = ("name", "grid", "zip", "params")
@@ -52,6 +52,7 @@ class Resources:
     retries: int = 0
     priority: int = 0
     ray: dict[str, float] | None = None   # custom Ray resources per run (--backend ray only)
+    fuse: bool = True                # built-in-trainer runs may train fused (engine.groups)
 
 
 @dataclass(frozen=True)
@@ -639,9 +640,13 @@ class _Builder:
         priority = table.get("priority", 0)
         self.expect(isinstance(priority, int) and not isinstance(priority, bool),
                     "priority must be an integer", "resources", "priority")
+        fuse = table.get("fuse", True)
+        self.expect(isinstance(fuse, bool), f"fuse must be true or false, got {toml_repr(fuse)}",
+                    "resources", "fuse")
         return Resources(gpus=number("gpus", True, 0, None), gpu_mem_gb=mem,
                          timeout_min=timeout, retries=number("retries", True, 0, 0),
-                         priority=priority, ray=self.ray_resources(table.get("ray")))
+                         priority=priority, ray=self.ray_resources(table.get("ray")),
+                         fuse=fuse)
 
     def ray_resources(self, value: Any) -> dict[str, float] | None:
         """`ray = { bigmem = 1 }`: custom resources a node offers (`ray start --resources`)."""

@@ -36,8 +36,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["report", "read_metrics", "parse_line", "OutputParser", "ENV_RUN_DIR", "METRICS_FILE",
-           "TOTALS"]
+__all__ = ["report", "report_to", "read_metrics", "parse_line", "OutputParser", "ENV_RUN_DIR",
+           "METRICS_FILE", "TOTALS"]
 
 ENV_RUN_DIR = "GRIDRUN_RUN_DIR"
 METRICS_FILE = "metrics.jsonl"
@@ -135,12 +135,18 @@ def report(**metrics: Any) -> None:
     metric is listed under "nonfinite"; text that is not valid Unicode is replaced; a `time`
     given by the caller is kept). Without it: prints `name=value ...` to stdout.
     """
-    values = {_text(name): _coerce(name, value) for name, value in metrics.items()}
     run_dir = os.environ.get(ENV_RUN_DIR)
     if not run_dir:
+        values = {_text(name): _coerce(name, value) for name, value in metrics.items()}
         print(" ".join(f"{k}={_format_value(v)}" for k, v in values.items()), flush=True)
         return
+    report_to(run_dir, **metrics)
 
+
+def report_to(run_dir: str | os.PathLike[str], **metrics: Any) -> None:
+    """report() into the given run folder, whatever `GRIDRUN_RUN_DIR` says: for a process that
+    trains several runs at once (experiments.fused), each into its own metrics.jsonl."""
+    values = {_text(name): _coerce(name, value) for name, value in metrics.items()}
     record: dict[str, Any] = {}
     nonfinite: list[str] = []
     for name, value in values.items():
