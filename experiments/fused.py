@@ -56,7 +56,7 @@ from gridrun.experiments.models import count_params, create_model
 from gridrun.experiments.optim import create_optimizer, create_scheduler
 from gridrun.experiments.train import (
     STUCK_EPOCHS, Plan, _check_early_stop, _device, _early_stop_due, _inputs, _interval, _named,
-    _seed, _stuck)
+    _seed, _stuck, use_thread_share)
 
 STATUS_FILE = "fused_status.json"
 CANCEL_FILE = "cancel"
@@ -147,7 +147,7 @@ def _prepare(member: Member, data: datasets.Data, plan: Plan, device: torch.devi
     cfg = member.cfg
     _seed(cfg["seed"])
     member.model = create_model(cfg, data.shape, data.classes).to(device)
-    member.optimizer = create_optimizer(cfg["optimizer"], member.model.parameters(), lr=cfg["lr"],
+    member.optimizer = create_optimizer(cfg["optimizer"], member.model, lr=cfg["lr"],
                                         weight_decay=cfg["weight_decay"],
                                         momentum=cfg["momentum"], extra=group(cfg, "optim"))
     member.interval = _interval(cfg)
@@ -565,6 +565,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    use_thread_share()
     if len(set(args.run_dirs)) != len(args.run_dirs):
         print("error: a --run-dir is given twice", file=sys.stderr)
         return 2
