@@ -624,6 +624,7 @@ class Daemon:
         recorded for each. Every member is a child of its own sharing that process and its
         pidfd. Returns the first started member's child."""
         prepared: list[tuple[Run, executor.Launch, RunTail]] = []
+        threads = self._thread_env()   # the group's process is one sharer of the cores
         for run in members:
             self.touched.add(run.id)
             run_dir = Path(run.run_dir)
@@ -632,6 +633,9 @@ class Daemon:
                     run_id=run.id, sweep=run.sweep, index=run.index, attempt=run.attempt,
                     params=run.params, run_dir=run_dir, command=builtin_command(),
                     workdir=spec["workdir"], gpu_indices=gpu_indices)
+                if gpu_indices:
+                    launch.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # NVML's numbering, CUDA's too
+                launch.env.update(threads)    # its replay, alone, runs as it ran here
                 self._prepare_attempt(run, run_dir)
                 groups.prepare(run_dir)
                 executor.write_run_files(run_dir, run.params, launch)
@@ -649,9 +653,6 @@ class Daemon:
         first_run, first, _ = marked[0]
         dropped = ("GRIDRUN_RUN_DIR", "GRIDRUN_RUN_ID", "GRIDRUN_PARAMS")
         env = {k: v for k, v in first.env.items() if k not in dropped}
-        if gpu_indices:
-            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"   # NVML's numbering, CUDA's too
-        env.update(self._thread_env())
         argv = list(groups.command(Path(run.run_dir) for run, _, _ in marked))
         group_launch = executor.Launch(argv, first.cwd, env, first.device)
         try:

@@ -12,19 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from gridrun.engine import groups
+from gridrun.engine import cpu_share, groups
 from gridrun.engine.report import read_metrics
 from tests.conftest import cli_env, wait_for
 
 pytest.importorskip("torch")
 
-# Slow under load: a trainer process starts torch, and the machine's cores are shared. One
-# thread per trainer (the DESIGN's thread shares arrive with the zygote, issue 13).
+# Slow under load: a trainer process starts torch, and the machine's cores are shared. The
+# daemon gives each process (a fused group is one) its share of the cores (engine.cpu_share).
 pytestmark = pytest.mark.timeout(300)
 
 
 def env(cli) -> dict[str, str]:
-    return cli_env(cli.home, OMP_NUM_THREADS="1")
+    return cli_env(cli.home)
 
 
 def sweep(tmp_path: Path, name: str, *, epochs: int = 2, fuse: bool | None = None,
@@ -53,6 +53,9 @@ def test_a_sweep_trains_fused_in_one_process_and_each_run_ends_as_alone(cli, tmp
                for d in dirs)
     assert len(list(dirs[0].parent.glob("fused-*.log"))) == 1          # one process for four
     assert all("epoch=2" in (d / "stdout.log").read_text() for d in dirs)
+    share = str(cpu_share.host_cores())     # one slot, no GPU: the group has every core
+    for d in dirs:      # each member's replay, alone, gets the thread share its group had
+        assert json.loads((d / "run.json").read_text())["env"]["OMP_NUM_THREADS"] == share
 
     res = cli("queue", "run", sweep(tmp_path, "alone", fuse=False), "--cpu-slots", "1",
               timeout=240, env=env(cli), check=0)
