@@ -651,11 +651,11 @@ class Daemon:
         if not marked:
             return None
         first_run, first, _ = marked[0]
-        dropped = ("GRIDRUN_RUN_DIR", "GRIDRUN_RUN_ID", "GRIDRUN_PARAMS")
-        env = {k: v for k, v in first.env.items() if k not in dropped}
-        argv = list(groups.command(Path(run.run_dir) for run, _, _ in marked))
-        group_launch = executor.Launch(argv, first.cwd, env, first.device)
-        try:
+        try:   # marked running: from here a failure must conclude every member
+            dropped = ("GRIDRUN_RUN_DIR", "GRIDRUN_RUN_ID", "GRIDRUN_PARAMS")   # one run's
+            env = {k: v for k, v in first.env.items() if k not in dropped}
+            argv = list(groups.command(Path(run.run_dir) for run, _, _ in marked))
+            group_launch = executor.Launch(argv, first.cwd, env, first.device)
             proc = executor.spawn(group_launch, groups.log_path(Path(first_run.run_dir),
                                                                 first_run.id), self.home)
         except Exception as e:  # noqa: BLE001

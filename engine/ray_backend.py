@@ -232,6 +232,8 @@ class RayProc:
 class RayDaemon(Daemon):
     """The daemon of engine.daemon, with its runs placed by Ray instead of on this machine."""
 
+    fuses = False   # one run, one actor: its own launch pass below never forms fused groups
+
     def __init__(self, home: Path, store: Store, options: Options, address: str | None = None,
                  on_event=None):
         super().__init__(home, store, options, on_event)

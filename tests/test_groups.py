@@ -126,6 +126,22 @@ def test_after_a_daemon_crash_each_member_resumes_from_its_checkpoint(cli, tmp_p
         cancel_the_rest(cli, again, "crash")
 
 
+def test_a_member_whose_folder_cannot_be_made_fails_alone_and_the_rest_train_fused(cli, tmp_path):
+    cli("queue", "add", sweep(tmp_path, "blocked"), check=0)
+    blocked = cli.runs()[1]
+    Path(blocked["run_dir"]).parent.mkdir(parents=True, exist_ok=True)
+    Path(blocked["run_dir"]).write_text("a file where the run's folder goes\n")
+    res = cli("queue", "run", "--cpu-slots", "1", timeout=240, env=env(cli), check=1)
+    assert "3 done, 1 failed" in res.stdout
+    runs = {r["id"]: r for r in cli.runs()}
+    assert runs[blocked["id"]]["status"] == "failed"
+    assert "could not prepare the run" in runs[blocked["id"]]["error"]
+    others = [r for r in runs.values() if r["id"] != blocked["id"]]
+    assert all(r["status"] == "done" and len(epochs_of(r)) == 2 for r in others)
+    logs = list(Path(others[0]["run_dir"]).parent.glob("fused-*.log"))
+    assert len(logs) == 1           # the three others still trained in one process
+
+
 def test_fuse_must_be_true_or_false(cli, tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('name = "bad"\n[params]\nepochs = 1\n[resources]\nfuse = "yes"\n')
