@@ -153,3 +153,26 @@ async def test_marked_runs_are_cancelled_and_retried_and_a_running_run_asks(cli,
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=30)
+
+
+async def test_at_80_columns_the_epoch_and_warning_columns_stay(cli, sweep_file):
+    """Three varying parameters at 80 columns: the optional columns go first (curve, time,
+    ...), the epoch and the warning mark of a diverged run stay; at 120 all are back."""
+    cli("queue", "run", sweep_file(
+        "wide", "[grid]\nlr = [0.1, 0.2]\nseed = [0, 1]\noptimizer_name = ['sgd', 'adamw']\n",
+        script_args="--marker {optimizer_name} --nan-at 2"), "--cpu-slots", "2", check=0)
+    app = GridrunApp(cli.home, start_daemon=False, refresh_s=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        runs = app.screen.query_one(RunsTable)
+        await wait_until(pilot, lambda: runs.row_count == 8, what="the runs")
+        await wait_until(pilot, lambda: "⚠" in column(runs, "warn"), what="the warning")
+        shown = list(runs.columns)
+        assert {"index", "status", "p:lr", "p:seed", "p:optimizer_name", "epoch",
+                "warn"} <= {k.value for k in shown}
+        assert "curve" not in {k.value for k in shown}
+        assert sum(c.get_render_width(runs) for c in runs.columns.values()) <= \
+            runs.scrollable_content_region.width
+        await pilot.resize_terminal(120, 40)
+        await wait_until(pilot, lambda: "curve" in {k.value for k in runs.columns},
+                         what="the curve back at 120 columns")
+        assert "warn" in {k.value for k in runs.columns}

@@ -151,11 +151,10 @@ class DashboardScreen(Screen):
         if self.last is not None:
             self._header(self.last)   # words at 100 columns and up, glyphs below
         table = self.query_one(RunsTable)
-        compact = event.size.width < 100
-        if compact != table.compact:
-            table.compact = compact
-            if self.current is not None:
-                self._show_sweep(self.current, table.page)
+        table.compact = event.size.width < 100
+        if self.current is not None:
+            # after the layout: the columns that fit depend on the table's new width
+            self.call_after_refresh(self._show_sweep, self.current, table.page)
 
     def _show_sweep(self, name: str | None, page: int = 0) -> None:
         self.current = name

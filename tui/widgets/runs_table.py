@@ -34,6 +34,9 @@ MIN_WIDTH = {"status": 11, "device": 6, "epoch": 12, "latest": 7, "best": 7, "cu
 # Under 100 columns (80x24 over SSH) the device and ETA columns go and the bars get shorter,
 # so a sweep varying two parameters fits without scrolling sideways.
 COMPACT_DROP = ("device", "eta")
+# When the columns still do not fit, these go, first to last; the #, status, parameters, epoch
+# and warning columns always stay (a warning or the epoch cut off at 80 columns misleads).
+FIT_DROP = ("device", "eta", "curve", "time", "best", "latest")
 ARROW = {False: "▲", True: "▼"}   # ascending, descending (shown after the sorted column's title)
 MARK = Text("●", style="bold magenta")
 
@@ -119,18 +122,21 @@ class RunsTable(DataTable):
                                                                  (self.page + 1) * PAGE]]
         columns = [*FIXED, *((name, f"p:{name}") for name in (sweep.varying if sweep else ())),
                    *(c for c in TAIL if not (self.compact and c[1] in COMPACT_DROP))]
+        widths = {}
+        for label, key in columns:
+            least = MIN_WIDTH.get(key, 1) - (4 if self.compact and key in ("curve", "epoch")
+                                             else 0)
+            widths[key] = max([len(label) + 1, least]      # + 1: room for the sort arrow
+                              + [Text(c[key]).cell_len if isinstance(c[key], str)
+                                 else c[key].cell_len for _, c in rows])
+        columns = self._fitting(columns, widths)
         if self.sort_column not in (key for _, key in columns):
             self.sort_column, self.sort_reverse = "index", False
         self.columns_shown = [key for _, key in columns]
         for label, key in columns:
             if key == self.sort_column:
                 label += ARROW[self.sort_reverse]
-            least = MIN_WIDTH.get(key, 1) - (4 if self.compact and key in ("curve", "epoch")
-                                             else 0)
-            width = max([len(label), least]
-                        + [Text(c[key]).cell_len if isinstance(c[key], str) else c[key].cell_len
-                           for _, c in rows])
-            self.add_column(label, key=key, width=width)
+            self.add_column(label, key=key, width=widths[key])
         for key, cells in rows:
             self.add_row(*(cells[c] for _, c in columns), key=key)
         if keep_run is not None and str(keep_run) in self.rows:
@@ -141,6 +147,19 @@ class RunsTable(DataTable):
         self.border_title = (f"runs {first}–{first + self.row_count - 1 if self.row_count else 0}"
                              f" of {self.matching}" + (f" · page {self.page + 1}/{self.pages}"
                                                        " ([ ])" if self.pages > 1 else ""))
+
+    def _fitting(self, columns: list[tuple[str, str]], widths: dict[str, int]
+                 ) -> list[tuple[str, str]]:
+        """Drop optional columns (FIT_DROP, in order) until the rest fit the table's width."""
+        room = self.scrollable_content_region.width
+        if room <= 0:      # not laid out yet: the next resize builds again
+            return columns
+        pad = 2 * self.cell_padding
+        for key in FIT_DROP:
+            if sum(widths[k] + pad for _, k in columns) <= room:
+                break
+            columns = [c for c in columns if c[1] != key]
+        return columns
 
     def _cells(self, view: RunView) -> dict[str, object]:
         run = view.run
@@ -228,7 +247,8 @@ class RunsTable(DataTable):
             if view.run.status != "running" or key not in self.rows or not view.run.started:
                 continue
             elapsed = now - view.run.started
-            self.update_cell(key, "time", fmt.duration(elapsed))
+            if "time" in self.columns:
+                self.update_cell(key, "time", fmt.duration(elapsed))
             if "eta" in self.columns and view.epoch and view.epochs:
                 eta = elapsed / view.epoch * max(view.epochs - view.epoch, 0)
                 self.update_cell(key, "eta", fmt.duration(eta))
