@@ -55,6 +55,7 @@ class ResultsRead(Message):
     view: ResultsView | None
     error: str | None = None
     took_s: float = 0.0
+    curves: dict | None = None      # engine.plot.row_curves of the view's tables
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ResultsRead)

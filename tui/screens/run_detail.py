@@ -29,7 +29,6 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Log, Static, Tab, Tabs
 from textual.worker import Worker
-from textual_plotext import PlotextPlot
 
 from gridrun.engine import logview
 from gridrun.engine.control import replay_command
@@ -42,6 +41,7 @@ from gridrun.tui import fmt
 from gridrun.tui.fit import error_tail
 from gridrun.tui.messages import ActionDone, RunDetailUpdated
 from gridrun.tui.widgets.cells import status as status_cell
+from gridrun.tui.widgets.chart import Chart, integer_ticks, thin
 from gridrun.tui.widgets.log_pane import LogPane
 
 WIDE = (120, 32)          # columns, rows from which every pane shows at once
@@ -51,7 +51,6 @@ LOG_START_BYTES = 64 * 1024  # how much of an existing log the first read shows
 HIDDEN = {ATTEMPT_KEY, "warning", "epochs", "steps"}
 MAX_SERIES = 4            # lines per chart
 TABLE_ROWS = 1000         # the metrics table keeps the latest rows (the charts show them all)
-CHART_POINTS = 600        # points per line: more than a terminal's braille dots can show
 
 
 @dataclass(frozen=True)
@@ -104,45 +103,6 @@ def series(rows: list[dict], name: str) -> tuple[list[float], list[float]]:
             xs.append(x)
             ys.append(float(value))
     return xs, ys
-
-
-def integer_ticks(first: int, last: int, most: int = 6) -> list[int]:
-    """At most `most` whole-number ticks from first to last, a round step apart."""
-    span = max(last - first, 1)
-    step = 1
-    for base in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):
-        step = base
-        if span / base < most:
-            break
-    else:
-        step = -(-span // (most - 1))
-    start = -(-first // step) * step  # the first multiple of step from `first` on
-    return list(range(start, last + 1, step)) or [first]
-
-
-class Chart(PlotextPlot):
-    """A plot whose title is the longest of `titles` that fits its width (plotext leaves out
-    a title that does not fit)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.titles: list[str] = []
-
-    def render(self):
-        room = self.size.width - 2
-        self.plt.title(next((t for t in self.titles if len(t) <= room), ""))
-        return super().render()
-
-
-def thin(xs: list, ys: list, most: int = CHART_POINTS) -> tuple[list, list]:
-    """Every k-th point (and always the last), so that a long history plots fast."""
-    if len(xs) <= most:
-        return xs, ys
-    step = -(-len(xs) // most)
-    keep = list(range(0, len(xs), step))
-    if keep[-1] != len(xs) - 1:
-        keep.append(len(xs) - 1)
-    return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
 def cell_text(name: str, value: Any) -> Text:
