@@ -66,6 +66,7 @@ def test_queue_watch_export_quit_and_the_runs_go_on(tmp_path):
         term.keys("r")
         term.wait_for("Results", 15)
         term.wait_for("± ", 15)
+        term.wait_for("mean over seeds", 15)   # the curves under the table
         term.keys("e")
         export = home / "e2e" / "results.md"
         deadline = time.monotonic() + 15

@@ -33,7 +33,7 @@ from gridrun.engine.matrix import canonical
 from gridrun.engine.plot import row_curves
 from gridrun.engine.report_tables import Choices, ResultsView
 from gridrun.engine.results import ResultTable, Row
-from gridrun.engine.results import config_text
+from gridrun.engine.results import config_text, is_accuracy
 from gridrun.tui.messages import ActionDone, ResultsExported, ResultsRead
 from gridrun.tui.widgets.chart import Chart, integer_ticks, thin
 
@@ -162,6 +162,10 @@ class ResultsScreen(Screen):
         if not lines or view is None or self.chart_table >= len(view.tables):
             return
         table = view.tables[self.chart_table]
+        if table.metric and is_accuracy(table.metric) and all(
+                max(ys) <= 1 for _, ys in lines.values()):
+            # fractions read as percentages, as in the table's column
+            lines = {c: (xs, [100 * y for y in ys]) for c, (xs, ys) in lines.items()}
         plt = chart.plt
         plt.clear_figure()
         plt.theme("clear")
