@@ -176,3 +176,27 @@ async def test_at_80_columns_the_epoch_and_warning_columns_stay(cli, sweep_file)
         await wait_until(pilot, lambda: "curve" in {k.value for k in runs.columns},
                          what="the curve back at 120 columns")
         assert "warn" in {k.value for k in runs.columns}
+
+
+async def test_the_run_detail_overlays_the_marked_runs(cli, sweep_file):
+    """Two runs marked, a third opened: its charts draw the marked runs' curves too."""
+    from gridrun.tui.screens.run_detail import RunDetailScreen
+
+    cli("queue", "run", sweep_file("o", "[grid]\nlr = [0.1, 0.2, 0.3]\nseed = [0]\n"),
+        "--cpu-slots", "2", check=0)
+    app = GridrunApp(cli.home, start_daemon=False, refresh_s=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        runs = app.screen.query_one(RunsTable)
+        await wait_until(pilot, lambda: runs.row_count == 3, what="the runs")
+        await pilot.press("space", "space", "enter")    # #1 and #2 marked, #3 opened
+        await wait_until(pilot, lambda: isinstance(app.screen, RunDetailScreen), 5,
+                         what="the run detail")
+        screen = app.screen
+        await wait_until(pilot, lambda: [label for label, _ in screen.overlay_rows]
+                         == ["#1", "#2"], what="the marked runs read")
+        loss = screen.query_one("#chart-loss")
+        await wait_until(pilot, lambda: loss.display and any(
+            "#1 loss" in t and "#2 loss" in t and "#3 loss" in t for t in loss.titles),
+            what="three loss curves on one chart")
+        # loss at epoch 3 = 1 / (3 (1 + 10 lr)): each run's own last value in the title
+        assert any("#1 loss 0.1667" in t and "#2 loss 0.1111" in t for t in loss.titles)

@@ -37,6 +37,7 @@ class RunDetailUpdated(Message):
     varying: list[str] | None = None         # the sweep's varying parameters, on the first poll
     replay: str | None = None                # the shell line that replays it, once known
     error: str | None = None                 # the store could not be read this time
+    overlay: list | None = None              # [(label, metric rows)] of the overlaid runs
 
 
 @dataclass

@@ -248,7 +248,9 @@ class DashboardScreen(Screen):
         if run_id is not None:
             from gridrun.tui.screens.run_detail import RunDetailScreen
 
-            self.app.push_screen(RunDetailScreen(run_id))
+            # runs marked: their curves drawn over this one's, to compare
+            marked = tuple(sorted(self.query_one(RunsTable).marked - {run_id}))
+            self.app.push_screen(RunDetailScreen(run_id, overlay=marked))
 
     def action_results(self) -> None:
         if self.current is not None:

@@ -12,7 +12,8 @@ KEYS = (
     ("Dashboard", ""),
     ("↑ ↓  j k", "move in the list"),
     ("tab", "switch between the runs and the sweeps"),
-    ("enter", "open the run (or show the sweep's runs)"),
+    ("enter", "open the run (or show the sweep's runs); the marked runs' curves are drawn "
+              "on its charts too"),
     ("/", "filter the runs: words, lr=0.1, lr>0.05, epoch<=3, status:failed, device:cuda "
           "(every term must hold); esc clears"),
     ("< >", "sort by the previous / next column (▲▼ on its title; a click on a title "

@@ -50,6 +50,8 @@ LOG_LINES = 2000          # lines of output kept on screen
 LOG_START_BYTES = 64 * 1024  # how much of an existing log the first read shows
 HIDDEN = {ATTEMPT_KEY, "warning", "epochs", "steps"}
 MAX_SERIES = 4            # lines per chart
+MAX_OVERLAY = 7           # marked runs drawn over this one's charts
+MAX_LINES = 8             # lines per chart with overlaid runs
 TABLE_ROWS = 1000         # the metrics table keeps the latest rows (the charts show them all)
 
 
@@ -137,9 +139,13 @@ class RunDetailScreen(Screen):
         Binding("4", "show_pane('log')", "Log", show=False),
     ]
 
-    def __init__(self, run_id: int):
+    def __init__(self, run_id: int, overlay: tuple[int, ...] = ()):
         super().__init__()
         self.run_id = run_id
+        # runs marked on the dashboard: their curves on the same charts (read while any runs)
+        self.overlay_ids = tuple(overlay)[:MAX_OVERLAY]
+        self.overlay_rows: list[tuple[str, list[dict]]] = []
+        self._overlay_live = bool(self.overlay_ids)
         self.run: Run | None = None
         self.cursor = Cursor()
         self.rows: list[dict] = []          # the metric rows shown, in seq order
@@ -297,7 +303,16 @@ class RunDetailScreen(Screen):
                 replay = None  # a run.json written by hand, or by another version
         until = Cursor(seq, top, key, offset, True, cursor.replay or replay is not None)
         return RunDetailUpdated(self.run_id, cursor, until, run, rows, reset, text, log_reset,
-                                varying, replay)
+                                varying, replay, overlay=self._read_overlay(store))
+
+    def _read_overlay(self, store: Store) -> list | None:
+        """The overlaid runs' whole histories, while any of them may still change."""
+        if not self._overlay_live:
+            return None
+        others = [r for i in self.overlay_ids if (r := store.run(i)) is not None]
+        histories = store.metrics_for([r.id for r in others])
+        self._overlay_live = any(r.status not in FINISHED for r in others)
+        return [(f"#{r.index}", histories[r.id]) for r in others]
 
     def on_run_detail_updated(self, message: RunDetailUpdated) -> None:
         if message.run_id != self.run_id or message.since != self.cursor:
@@ -326,6 +341,10 @@ class RunDetailScreen(Screen):
                 Text(message.replay, no_wrap=True, overflow="ignore")))
         if not unchanged:  # a running run's elapsed time changes every second
             self._show_status(message.run)
+        if message.overlay is not None and message.overlay != self.overlay_rows:
+            self.overlay_rows = message.overlay
+            if not (message.reset or message.rows):
+                self._draw_charts()
         if message.reset or message.rows:
             self._show_rows(message.rows, message.reset)
         if message.log_reset:
@@ -436,6 +455,11 @@ class RunDetailScreen(Screen):
         drawn = {}
         for chart, title in (("loss", "loss"), ("acc", "accuracy"), ("lr", "learning rate")):
             lines = [(name, *thin(*series(self.rows, name))) for name in groups[chart]]
+            if self.overlay_rows and self.run is not None:
+                lines = [(f"#{self.run.index} {name}", xs, ys) for name, xs, ys in lines]
+                lines += [(f"{label} {name}", *thin(*series(rows, name)))
+                          for label, rows in self.overlay_rows for name in groups[chart]]
+                lines = [line for line in lines if line[1]][:MAX_LINES]
             lines = [line for line in lines if line[1]]
             drawn[chart] = bool(lines)
             widget = self.query_one(f"#chart-{chart}", Chart)
