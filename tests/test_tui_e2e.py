@@ -16,6 +16,17 @@ class Terminal:
     def __init__(self, name: str):
         self.name = name
 
+    @classmethod
+    def start(cls, folder, env: dict, argv: list[str], width: int, height: int) -> "Terminal":
+        """A tmux session of that size running argv in folder, with the test home's env."""
+        name = f"gridrun-e2e-{uuid.uuid4().hex[:8]}"
+        command = " ".join(["cd", str(folder), "&&", "env",
+                            *(f"{k}={v}" for k, v in env.items()
+                              if k.startswith(("GRIDRUN_", "PYTHONPATH"))), *argv])
+        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(width), "-y",
+                        str(height), command], check=True, env=env)
+        return cls(name)
+
     def keys(self, *keys: str) -> None:
         subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
 
@@ -105,13 +116,8 @@ def test_delete_a_sweep_at_80x24(tmp_path):
     cli = [sys.executable, "-m", "gridrun.tui.cli"]
     subprocess.run([*cli, "queue", "run", str(sweep)], env=env, cwd=tmp_path, check=True,
                    capture_output=True, timeout=60)
-    name = f"gridrun-e2e-{uuid.uuid4().hex[:8]}"
-    command = " ".join(["cd", str(tmp_path), "&&", "env",
-                        *(f"{k}={v}" for k, v in env.items() if k.startswith(("GRIDRUN_", "PYTHONPATH"))),
-                        *cli, "tui", "--no-daemon"])
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", command],
-                   check=True, env=env)
-    term = Terminal(name)
+    term = Terminal.start(tmp_path, env, [*cli, "tui", "--no-daemon"], 80, 24)
+    name = term.name
     try:
         term.wait_for("✓ done", 30)
         term.keys("Tab")          # to the sweeps list
@@ -147,13 +153,8 @@ def test_sort_mark_two_running_runs_and_cancel_them_at_80x24(tmp_path):
     daemon = subprocess.Popen([*cli, "queue", "run", "--cpu-slots", "2"], env=env, cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
-    name = f"gridrun-e2e-{uuid.uuid4().hex[:8]}"
-    command = " ".join(["cd", str(tmp_path), "&&", "env",
-                        *(f"{k}={v}" for k, v in env.items() if k.startswith(("GRIDRUN_", "PYTHONPATH"))),
-                        *cli, "tui", "--no-daemon"])
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24", command],
-                   check=True, env=env)
-    term = Terminal(name)
+    term = Terminal.start(tmp_path, env, [*cli, "tui", "--no-daemon"], 80, 24)
+    name = term.name
     store = Store(home)
     try:
         term.wait_for("running", 30)
