@@ -147,3 +147,25 @@ def save(figure, path: Path) -> None:
 
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def row_curves(store: Store, tables: Sequence, most: int = 200
+               ) -> dict[tuple[int, str], tuple[list[float], list[float]]]:
+    """For the interface's results chart: each table row's curve of its table's metric, the
+    mean over its done and running runs by epoch, keyed by (table index, canonical config).
+    At most `most` rows (the best ranked first) so that a huge sweep stays cheap to read."""
+    wanted = [(t, row) for t, table in enumerate(tables) for row in table.rows[:most]
+              if table.metric is not None]
+    if not wanted:
+        return {}
+    ids = {i for _, row in wanted for i in row.run_ids}
+    drawn = {r.id for r in store.runs(sweep=tables[0].sweep)
+             if r.id in ids and r.status in DRAWN}
+    histories = store.metrics_for(sorted(drawn))
+    out = {}
+    for t, row in wanted:
+        xs, mean, _ = curve([histories[i] for i in row.run_ids if i in drawn],
+                            tables[t].metric)
+        if xs:
+            out[(t, canonical(row.config))] = (xs, mean)
+    return out

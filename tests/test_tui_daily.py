@@ -353,7 +353,8 @@ async def test_group_by_opens_on_its_first_key(cli, sweep_file):
 
 KEY_NAMES = {"slash": "/", "question_mark": "?", "left_square_bracket": "[",
              "right_square_bracket": "]", "escape": "esc", "pageup": "PgUp",
-             "pagedown": "PgDn", "down": "↓", "up": "↑"}
+             "pagedown": "PgDn", "down": "↓", "up": "↑", "less_than_sign": "<",
+             "greater_than_sign": ">"}
 
 
 def help_sections() -> dict[str, set[str]]:

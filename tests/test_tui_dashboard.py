@@ -46,7 +46,7 @@ async def test_dashboard_shows_sweeps_and_the_runs_of_the_selected_one(cli, swee
         await pilot.press("tab", "down")
         await wait_until(pilot, lambda: runs.row_count == 2, what="beta's runs")
         # only what varies in beta gets a column (seed is the same in both)
-        assert [c.label.plain for c in runs.columns.values()][:4] == ["#", "status", "lr",
+        assert [c.label.plain for c in runs.columns.values()][:4] == ["#▲", "status", "lr",
                                                                       "device"]
 
 
@@ -70,7 +70,10 @@ async def test_live_updates_keep_the_cursor_and_cancel_retry(cli, sweep_file):
                              what="a new epoch on screen")
             assert runs.selected_run_id == int(ids[1])  # updates did not move the cursor
             assert "running" in str(app.screen.query_one("#header").render())
-            await pilot.press("c")
+            await pilot.press("c")   # a running run: asks first
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5,
+                             what="the question")
+            await pilot.press("y")
             await wait_until(pilot, lambda: store.run(int(ids[1])).status == "cancelled", 15,
                              what="the run to be cancelled")
             await wait_until(pilot, lambda: cell(runs, ids[1], "status") == "⊘ cancelled",

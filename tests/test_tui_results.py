@@ -225,3 +225,32 @@ async def test_the_table_fills_in_while_the_runs_go(cli, tmp_path):
         assert column(table, "lr") == ["0.5", "0.1"]     # re-sorted best first
         assert "status" not in header(table)             # every run done: no status column
         assert rows(table)[table.cursor_row][0] == chosen  # the cursor stayed on its row
+
+
+async def test_the_chart_draws_each_configuration_and_follows_the_row_and_metric(flat):
+    """Under the table, each configuration's curve (mean over its seeds, by epoch); the
+    selected row's is the highlighted one; `m` changes the metric of both; it fits 80x24."""
+    app = GridrunApp(flat.home, start_daemon=False, refresh_s=0.2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_results(pilot, app)
+        screen = app.screen
+        chart = screen.query_one("#results-chart")
+        await wait_until(pilot, lambda: chart.display and len(screen.curves) == 2,
+                         what="the chart")
+        slow, fast = screen.curves[(0, '{"lr":0.1}')], screen.curves[(0, '{"lr":0.5}')]
+        # accuracy = min(99, 50 + 10 epoch (1 + lr)) - 0.1 seed, seeds 0 and 1
+        assert slow[0] == [1.0, 2.0, 3.0]
+        assert [round(y, 2) for y in slow[1]] == [60.95, 71.95, 82.95]
+        assert [round(y, 2) for y in fast[1]] == [64.95, 79.95, 94.95]
+        assert screen.chart_selected == '{"lr":0.5}'        # the best row, under the cursor
+        assert "lr=0.5" in chart.titles[0]
+        await pilot.press("j")
+        await wait_until(pilot, lambda: screen.chart_selected == '{"lr":0.1}',
+                         what="the highlight to follow the row")
+        assert "lr=0.1" in chart.titles[0]
+        assert chart.region.height >= 6 and chart.region.bottom <= 23   # above the footer
+        await pilot.press("m", "down", "enter")              # accuracy -> loss
+        await wait_until(pilot, lambda: chart.titles and chart.titles[-1] == "loss"
+                         and (0, '{"lr":0.1}') in screen.curves
+                         and round(screen.curves[(0, '{"lr":0.1}')][1][-1], 4) == 0.1672,
+                         what="the loss curves")

@@ -37,6 +37,7 @@ class RunDetailUpdated(Message):
     varying: list[str] | None = None         # the sweep's varying parameters, on the first poll
     replay: str | None = None                # the shell line that replays it, once known
     error: str | None = None                 # the store could not be read this time
+    overlay: list | None = None              # [(label, metric rows)] of the overlaid runs
 
 
 @dataclass
@@ -55,6 +56,7 @@ class ResultsRead(Message):
     view: ResultsView | None
     error: str | None = None
     took_s: float = 0.0
+    curves: dict | None = None      # engine.plot.row_curves of the view's tables
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ResultsRead)

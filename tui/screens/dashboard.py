@@ -42,6 +42,13 @@ class DashboardScreen(Screen):
         Binding("left_square_bracket", "page(-1)", "Page", show=False, key_display="["),
         Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("less_than_sign", "sort(-1)", "Sort by previous column", show=False,
+                key_display="<"),
+        Binding("greater_than_sign", "sort(1)", "Sort by next column", show=False,
+                key_display=">"),
+        Binding("I", "sort_reverse", "Reverse the sort", show=False, key_display="I"),
+        Binding("space", "mark", "Mark", show=False),
+        Binding("U", "unmark_all", "Unmark all", show=False, key_display="U"),
         Binding("j", "cursor_down", show=False),
         Binding("k", "cursor_up", show=False),
     ]
@@ -61,7 +68,7 @@ class DashboardScreen(Screen):
             yield GpuPanel(id="gpus")
             yield SweepsList(id="sweeps")
         with Vertical(id="runs-pane"):
-            yield Input(placeholder="filter runs: words to match, esc to clear", id="filter")
+            yield Input(placeholder="filter: words, lr>0.05, seed=1, status:failed (all must hold); esc clears", id="filter")
             yield RunsTable(id="runs")
             yield Static(EMPTY_HOME, id="empty-home")
         yield Footer()
@@ -110,6 +117,9 @@ class DashboardScreen(Screen):
             # only the changed runs of the shown sweep touch the table
             table.sweep = self.sweep_views.get(self.current)
             in_place = table.update_runs([v for v in snap.runs if v.run.sweep == self.current])
+            if in_place and not new_here and table.sort_column != "index":
+                in_place = not table.order_changed(
+                    [v for v in self.views.values() if v.run.sweep == self.current])
             if new_here or not in_place or snap.removed:
                 self._show_sweep(self.current, table.page)
             else:
@@ -141,17 +151,43 @@ class DashboardScreen(Screen):
         if self.last is not None:
             self._header(self.last)   # words at 100 columns and up, glyphs below
         table = self.query_one(RunsTable)
-        compact = event.size.width < 100
-        if compact != table.compact:
-            table.compact = compact
-            if self.current is not None:
-                self._show_sweep(self.current, table.page)
+        table.compact = event.size.width < 100
+        if self.current is not None:
+            # after the layout: the columns that fit depend on the table's new width
+            self.call_after_refresh(self._show_sweep, self.current, table.page)
 
     def _show_sweep(self, name: str | None, page: int = 0) -> None:
         self.current = name
         views = [v for v in self.views.values() if v.run.sweep == name]
         views.sort(key=lambda v: v.run.index)
         self.query_one(RunsTable).show_sweep(self.sweep_views.get(name), views, page)
+
+    def action_sort(self, step: int) -> None:
+        """< and >: sort by the previous / next column, as htop does."""
+        self.query_one(RunsTable).sort_by(step=step)
+        self._show_sweep(self.current, self.query_one(RunsTable).page)
+
+    def action_sort_reverse(self) -> None:
+        self.query_one(RunsTable).sort_by(reverse=True)
+        self._show_sweep(self.current, self.query_one(RunsTable).page)
+
+    @on(DataTable.HeaderSelected, "#runs")
+    def header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        """A click on a column's title sorts by it; a second click reverses."""
+        self.query_one(RunsTable).sort_by(column=event.column_key.value)
+        self._show_sweep(self.current, self.query_one(RunsTable).page)
+
+    def action_mark(self) -> None:
+        """Space: mark the run (or unmark it) and go to the next, as htop tags."""
+        table = self.query_one(RunsTable)
+        if self.focused is table and table.toggle_mark() is not None:
+            table.action_cursor_down()
+
+    def action_unmark_all(self) -> None:
+        table = self.query_one(RunsTable)
+        if table.marked:
+            table.marked.clear()
+            self._show_sweep(self.current, table.page)
 
     def action_page(self, step: int) -> None:
         table = self.query_one(RunsTable)
@@ -212,7 +248,9 @@ class DashboardScreen(Screen):
         if run_id is not None:
             from gridrun.tui.screens.run_detail import RunDetailScreen
 
-            self.app.push_screen(RunDetailScreen(run_id))
+            # runs marked: their curves drawn over this one's, to compare
+            marked = tuple(sorted(self.query_one(RunsTable).marked - {run_id}))
+            self.app.push_screen(RunDetailScreen(run_id, overlay=marked))
 
     def action_results(self) -> None:
         if self.current is not None:
@@ -225,19 +263,76 @@ class DashboardScreen(Screen):
 
         self.app.push_screen(NewSweepScreen())
 
+    def _marked_runs(self) -> list:
+        """The marked runs of the shown sweep, when the runs table has the focus."""
+        table = self.query_one(RunsTable)
+        if self.focused is not table:
+            return []
+        return [self.views[i].run for i in sorted(table.marked) if i in self.views]
+
+    def _act_on_marked(self, verb: str, states: tuple[str, ...] | None, act) -> bool:
+        """c, R, D with runs marked: one question that says how many runs and in which
+        states, then the action on all of them. False when nothing is marked."""
+        from gridrun.engine.control import describe_states
+
+        marked = self._marked_runs()
+        if not marked:
+            return False
+        runs = [r for r in marked if states is None or r.status in states]
+        if not runs:
+            self.notify(f"none of the {len(marked)} marked runs can be {verb.lower()}ed "
+                        f"({describe_states(marked)})", severity="warning")
+            return True
+        left = len(marked) - len(runs)
+        question = (f"{verb} the marked {describe_states(runs)}?"
+                    + (f"\n{left} other marked run{'s' if left != 1 else ''} "
+                       "left as they are." if left else ""))
+        if verb == "Delete":
+            live = sum(1 for r in runs if r.status in ("queued", "running"))
+            question = (f"Delete the marked {describe_states(runs)}, with their folders?"
+                        + (f"\nThe {live} queued or running will be cancelled first."
+                           if live else ""))
+        ids = [r.id for r in runs]
+
+        def then() -> None:
+            act(ids)
+            self.action_unmark_all()
+
+        self.app.confirm_then(question, then)
+        return True
+
     def action_cancel(self) -> None:
-        """On a run: cancel it. On the sweeps list: the whole sweep, after a confirmation."""
+        """Marked runs, or the selected sweep: after a confirmation. A single run: at once
+        when queued, after a confirmation when running (it may be at epoch 75 of 80)."""
+        if self._act_on_marked("Cancel", ("queued", "running"),
+                               lambda ids: self.app.cancel_runs(ids=ids)):
+            return
+        run_id = self.selected_run()
+        view = self.views.get(run_id) if run_id is not None else None
+        if (self.focused is self.query_one(RunsTable) and view is not None
+                and view.run.status == "running"):
+            done = (f", epoch {fmt.number(view.epoch)}/{fmt.number(view.epochs)}"
+                    if view.epoch is not None and view.epochs else "")
+            self.app.confirm_then(f"Cancel run {view.run.sweep} #{view.run.index} "
+                                  f"(running{done})?",
+                                  lambda: self.app.cancel_runs(ids=[run_id]))
+            return
         self._on_selection("Cancel every queued and running run of {sweep}?",
                            self.app.cancel_runs)
 
     def action_retry(self) -> None:
+        if self._act_on_marked("Retry", ("failed", "cancelled"),
+                               lambda ids: self.app.retry_runs(ids=ids)):
+            return
         self._on_selection("Retry every failed or cancelled run of {sweep}?", self.app.retry_runs)
 
     def action_delete(self) -> None:
-        """D: the selected run, or on the sweeps list every run of the sweep; always asks,
-        saying how many runs and in which states."""
+        """D: the marked runs, the selected run, or on the sweeps list every run of the
+        sweep; always asks, saying how many runs and in which states."""
         from gridrun.engine.control import describe_states
 
+        if self._act_on_marked("Delete", None, self.app.delete_runs):
+            return
         if self.focused is self.query_one(SweepsList) and self.current:
             runs = [v.run for v in self.views.values() if v.run.sweep == self.current]
             what = f"every run of {self.current}"

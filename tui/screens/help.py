@@ -12,14 +12,24 @@ KEYS = (
     ("Dashboard", ""),
     ("↑ ↓  j k", "move in the list"),
     ("tab", "switch between the runs and the sweeps"),
-    ("enter", "open the run (or show the sweep's runs)"),
-    ("/", "filter the runs by words; esc clears"),
+    ("enter", "open the run (or show the sweep's runs); the marked runs' curves are drawn "
+              "on its charts too"),
+    ("/", "filter the runs: words, lr=0.1, lr>0.05, epoch<=3, status:failed, device:cuda "
+          "(every term must hold); esc clears"),
+    ("< >", "sort by the previous / next column (▲▼ on its title; a click on a title "
+            "sorts by it, a second click reverses)"),
+    ("I", "reverse the sort"),
     ("[ ]", "previous / next page of a sweep of more than 200 runs"),
-    ("c", "cancel the run; on the sweeps list, the whole sweep (asks first)"),
-    ("R", "retry the run; on the sweeps list, every failed run (asks first)"),
-    ("D", "delete the run, or on the sweeps list every run of the sweep, with their folders "
-          "(asks first: how many runs, in which states; queued and running ones are "
-          "cancelled first)"),
+    ("space", "mark the run (● in the # column) and go down; c, R and D then act on the "
+              "marked runs, after one question"),
+    ("U", "unmark every run"),
+    ("c", "cancel the marked runs, or the run (a running one asks first); on the sweeps "
+          "list, the whole sweep (asks first)"),
+    ("R", "retry the marked runs, or the run; on the sweeps list, every failed run (asks "
+          "first)"),
+    ("D", "delete the marked runs, the run, or on the sweeps list every run of the sweep, "
+          "with their folders (asks first: how many runs, in which states; queued and "
+          "running ones are cancelled first)"),
     ("S", "start the daemon when it has stopped (the header says so)"),
     ("r", "results of the selected sweep"),
     ("n", "new sweep: pick or write a run matrix, queue it"),
@@ -41,8 +51,8 @@ KEYS = (
     ("/", "search the log"),
     ("n / N", "next / previous line that matches"),
     ("Results", ""),
-    ("j k", "move in the table"),
-    ("m / g", "choose the metric / the group-by keys"),
+    ("j k", "move in the table; the chart under it highlights the row's curve"),
+    ("m / g", "choose the metric (of the table and the chart) / the group-by keys"),
     ("l", "read each run's metric at its last / best epoch"),
     ("e", "export markdown to the sweep folder and the clipboard"),
     ("Questions and dialogs", ""),

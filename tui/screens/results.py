@@ -2,7 +2,9 @@
 
 One row per configuration, the headline metric as mean ± std over seeds, best first and in
 bold; a staged study shows one table per stage with the configuration it carried forward
-marked. The metric (m), the group-by keys (g) and the epoch a metric is read at (l) can be
+marked. Under the table a chart draws each configuration's curve of the metric (mean over
+seeds, by epoch), the selected row's in the accent colour, the others dim. The metric (m), the
+group-by keys (g) and the epoch a metric is read at (l) can be
 changed; the tables are rebuilt in a worker thread and re-read every few seconds while the
 store changes. `e` writes exactly what `gridrun results SWEEP --format md` prints with the same
 choices to `<home>/<sweep>/results.md` and copies it to the clipboard (OSC 52, so over SSH too).
@@ -20,7 +22,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.color import Color
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Select, SelectionList, Static
@@ -28,9 +30,12 @@ from textual.widgets import DataTable, Footer, Label, Select, SelectionList, Sta
 from gridrun.engine import report_tables, table_format
 from gridrun.engine.errors import GridrunError
 from gridrun.engine.matrix import canonical
+from gridrun.engine.plot import row_curves
 from gridrun.engine.report_tables import Choices, ResultsView
 from gridrun.engine.results import ResultTable, Row
+from gridrun.engine.results import config_text, is_accuracy
 from gridrun.tui.messages import ActionDone, ResultsExported, ResultsRead
+from gridrun.tui.widgets.chart import Chart, integer_ticks, thin
 
 # columns that hold text (left-aligned); every other one holds a number
 TEXT_COLUMNS = ("chosen", "status", "flags")
@@ -63,6 +68,9 @@ class ResultsScreen(Screen):
         self._next_read = 0.0         # monotonic time before which a tick does not re-read
         self._metrics: list[str] = []  # the metric Select's options
         self._shapes: dict[str, tuple] = {}  # table id -> (header, row keys) it shows
+        self.curves: dict[tuple[int, str], tuple[list, list]] = {}  # (table, config) -> x, y
+        self.chart_table = 0          # the table whose rows the chart draws
+        self.chart_selected: str | None = None   # the highlighted row's config key
 
     def compose(self) -> ComposeResult:
         yield Static(id="results-title")
@@ -71,7 +79,9 @@ class ResultsScreen(Screen):
             yield Select([("reading…", "")], allow_blank=False, compact=True, id="metric")
             yield Static(id="results-summary")
         with Horizontal(id="results-body"):
-            yield VerticalScroll(id="tables")
+            with Vertical(id="results-main"):
+                yield VerticalScroll(id="tables")
+                yield Chart(id="results-chart")
             yield SelectionList[str](id="group-by")
         yield Footer()
 
@@ -110,11 +120,12 @@ class ResultsScreen(Screen):
         started = time.monotonic()
         try:
             view = report_tables.view(store, self.sweep, choices)
+            curves = row_curves(store, view.tables)
         except (GridrunError, sqlite3.Error, OSError) as e:
             self.post_message(ResultsRead(generation, choices, None, str(e)))
             return
         self.post_message(ResultsRead(generation, choices, view,
-                                      took_s=time.monotonic() - started))
+                                      took_s=time.monotonic() - started, curves=curves))
 
     async def on_results_read(self, message: ResultsRead) -> None:
         message.stop()
@@ -127,9 +138,56 @@ class ResultsScreen(Screen):
                 f"[$text-error]{escape(message.error or 'cannot read the results')}[/]")
             return
         self.view = message.view
+        self.curves = message.curves or {}
         self._controls(message.view)
         self._title()
         await self._show_tables(message.view)
+        self._draw_chart()
+
+    # -- the chart: every configuration's curve, the selected one highlighted ------------------
+
+    @on(DataTable.RowHighlighted, "#tables DataTable")
+    def row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        table_id = event.data_table.id or "table-0"
+        self.chart_table = int(table_id.rsplit("-", 1)[-1])
+        self.chart_selected = event.row_key.value if event.row_key else None
+        self._draw_chart()
+
+    def _draw_chart(self) -> None:
+        chart = self.query_one("#results-chart", Chart)
+        view = self.view
+        lines = {config: xy for (t, config), xy in self.curves.items()
+                 if t == self.chart_table}
+        chart.display = bool(lines)
+        if not lines or view is None or self.chart_table >= len(view.tables):
+            return
+        table = view.tables[self.chart_table]
+        if table.metric and is_accuracy(table.metric) and all(
+                max(ys) <= 1 for _, ys in lines.values()):
+            # fractions read as percentages, as in the table's column
+            lines = {c: (xs, [100 * y for y in ys]) for c, (xs, ys) in lines.items()}
+        plt = chart.plt
+        plt.clear_figure()
+        plt.theme("clear")
+        xs_all = sorted({x for xs, _ in lines.values() for x in xs})
+        if xs_all and all(float(x).is_integer() for x in xs_all):
+            ticks = integer_ticks(int(xs_all[0]), int(xs_all[-1]))
+            plt.xticks(ticks, [str(t) for t in ticks])
+        selected = self.chart_selected if self.chart_selected in lines else None
+        # the others first, dim, so the selected line is drawn over them
+        for config, (xs, ys) in lines.items():
+            if config != selected:
+                plt.plot(*thin(xs, ys), marker="braille", color="gray")
+        name = table.metric or ""
+        chart.titles = [name]
+        if selected is not None:
+            xs, ys = lines[selected]
+            plt.plot(*thin(xs, ys), marker="braille", color="orange")
+            row = next((r for r in table.rows if canonical(r.config) == selected), None)
+            label = config_text(row.config) if row is not None and row.config else "all runs"
+            chart.titles = [f"{name} by epoch, mean over seeds: {label} (orange)",
+                            f"{name}: {label}", name]
+        chart.refresh()
 
     # -- the widgets --------------------------------------------------------------------------
 

@@ -29,7 +29,6 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Log, Static, Tab, Tabs
 from textual.worker import Worker
-from textual_plotext import PlotextPlot
 
 from gridrun.engine import logview
 from gridrun.engine.control import replay_command
@@ -42,6 +41,7 @@ from gridrun.tui import fmt
 from gridrun.tui.fit import error_tail
 from gridrun.tui.messages import ActionDone, RunDetailUpdated
 from gridrun.tui.widgets.cells import status as status_cell
+from gridrun.tui.widgets.chart import Chart, integer_ticks, thin
 from gridrun.tui.widgets.log_pane import LogPane
 
 WIDE = (120, 32)          # columns, rows from which every pane shows at once
@@ -50,8 +50,9 @@ LOG_LINES = 2000          # lines of output kept on screen
 LOG_START_BYTES = 64 * 1024  # how much of an existing log the first read shows
 HIDDEN = {ATTEMPT_KEY, "warning", "epochs", "steps"}
 MAX_SERIES = 4            # lines per chart
+MAX_OVERLAY = 7           # marked runs drawn over this one's charts
+MAX_LINES = 8             # lines per chart with overlaid runs
 TABLE_ROWS = 1000         # the metrics table keeps the latest rows (the charts show them all)
-CHART_POINTS = 600        # points per line: more than a terminal's braille dots can show
 
 
 @dataclass(frozen=True)
@@ -106,45 +107,6 @@ def series(rows: list[dict], name: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def integer_ticks(first: int, last: int, most: int = 6) -> list[int]:
-    """At most `most` whole-number ticks from first to last, a round step apart."""
-    span = max(last - first, 1)
-    step = 1
-    for base in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):
-        step = base
-        if span / base < most:
-            break
-    else:
-        step = -(-span // (most - 1))
-    start = -(-first // step) * step  # the first multiple of step from `first` on
-    return list(range(start, last + 1, step)) or [first]
-
-
-class Chart(PlotextPlot):
-    """A plot whose title is the longest of `titles` that fits its width (plotext leaves out
-    a title that does not fit)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.titles: list[str] = []
-
-    def render(self):
-        room = self.size.width - 2
-        self.plt.title(next((t for t in self.titles if len(t) <= room), ""))
-        return super().render()
-
-
-def thin(xs: list, ys: list, most: int = CHART_POINTS) -> tuple[list, list]:
-    """Every k-th point (and always the last), so that a long history plots fast."""
-    if len(xs) <= most:
-        return xs, ys
-    step = -(-len(xs) // most)
-    keep = list(range(0, len(xs), step))
-    if keep[-1] != len(xs) - 1:
-        keep.append(len(xs) - 1)
-    return [xs[i] for i in keep], [ys[i] for i in keep]
-
-
 def cell_text(name: str, value: Any) -> Text:
     if name == "time" and numeric(value) and value > 1e9:
         return Text(fmt.clock(value), justify="right", style="dim")
@@ -177,9 +139,13 @@ class RunDetailScreen(Screen):
         Binding("4", "show_pane('log')", "Log", show=False),
     ]
 
-    def __init__(self, run_id: int):
+    def __init__(self, run_id: int, overlay: tuple[int, ...] = ()):
         super().__init__()
         self.run_id = run_id
+        # runs marked on the dashboard: their curves on the same charts (read while any runs)
+        self.overlay_ids = tuple(overlay)[:MAX_OVERLAY]
+        self.overlay_rows: list[tuple[str, list[dict]]] = []
+        self._overlay_live = bool(self.overlay_ids)
         self.run: Run | None = None
         self.cursor = Cursor()
         self.rows: list[dict] = []          # the metric rows shown, in seq order
@@ -337,7 +303,16 @@ class RunDetailScreen(Screen):
                 replay = None  # a run.json written by hand, or by another version
         until = Cursor(seq, top, key, offset, True, cursor.replay or replay is not None)
         return RunDetailUpdated(self.run_id, cursor, until, run, rows, reset, text, log_reset,
-                                varying, replay)
+                                varying, replay, overlay=self._read_overlay(store))
+
+    def _read_overlay(self, store: Store) -> list | None:
+        """The overlaid runs' whole histories, while any of them may still change."""
+        if not self._overlay_live:
+            return None
+        others = [r for i in self.overlay_ids if (r := store.run(i)) is not None]
+        histories = store.metrics_for([r.id for r in others])
+        self._overlay_live = any(r.status not in FINISHED for r in others)
+        return [(f"#{r.index}", histories[r.id]) for r in others]
 
     def on_run_detail_updated(self, message: RunDetailUpdated) -> None:
         if message.run_id != self.run_id or message.since != self.cursor:
@@ -366,6 +341,10 @@ class RunDetailScreen(Screen):
                 Text(message.replay, no_wrap=True, overflow="ignore")))
         if not unchanged:  # a running run's elapsed time changes every second
             self._show_status(message.run)
+        if message.overlay is not None and message.overlay != self.overlay_rows:
+            self.overlay_rows = message.overlay
+            if not (message.reset or message.rows):
+                self._draw_charts()
         if message.reset or message.rows:
             self._show_rows(message.rows, message.reset)
         if message.log_reset:
@@ -476,6 +455,11 @@ class RunDetailScreen(Screen):
         drawn = {}
         for chart, title in (("loss", "loss"), ("acc", "accuracy"), ("lr", "learning rate")):
             lines = [(name, *thin(*series(self.rows, name))) for name in groups[chart]]
+            if self.overlay_rows and self.run is not None:
+                lines = [(f"#{self.run.index} {name}", xs, ys) for name, xs, ys in lines]
+                lines += [(f"{label} {name}", *thin(*series(rows, name)))
+                          for label, rows in self.overlay_rows for name in groups[chart]]
+                lines = [line for line in lines if line[1]][:MAX_LINES]
             lines = [line for line in lines if line[1]]
             drawn[chart] = bool(lines)
             widget = self.query_one(f"#chart-{chart}", Chart)
