@@ -67,15 +67,16 @@ class RayCli(Cli):
 def cluster():
     """Node "head": 3 CPUs and 2 (logical) GPUs; node "big": 1 CPU and `bigmem = 1`, and
     `cluster.hidden` is a folder it does not see (a box without the shared filesystem)."""
-    if not ray_installed():
-        pytest.skip("Ray is not installed")
+    # `make test` installs the ray extra: without it, or without a cluster, these tests fail
+    # rather than pass unseen
+    assert ray_installed(), "Ray is not installed: pip install -e '.[ray]'"
     try:
         with local_cluster(worker_args=("--num-cpus=1", "--num-gpus=0",
                                         '--resources={"bigmem": 1}'), grace_s=GRACE,
                            hide_from_worker=True) as c:
             yield c
     except Unavailable as e:
-        pytest.skip(str(e))
+        pytest.fail(f"the local Ray cluster did not start: {e}")
 
 
 @pytest.fixture
