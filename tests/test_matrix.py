@@ -1225,7 +1225,7 @@ def test_nul_in_a_grid_value(tmp_path):
 
 def test_nul_in_a_params_value(tmp_path):
     path = write(tmp_path, command_line("t.py") + '[grid]\nx = [1]\n[params]\n'
-                 'data_dir = "/tmp/\\u0000"\n')
+                 'data_dir = "data/\\u0000"\n')
     fails(path, line=5, col=1, has=('value of "data_dir" holds a NUL character',))
 
 
