@@ -1,4 +1,5 @@
-"""checkpoint.pt in the run folder: written atomically after every epoch, read back on resume.
+"""checkpoint.pt in the run folder: written atomically after an epoch (see `Due`), read back on
+resume.
 
 Everything in it loads with `torch.load(..., weights_only=True)`: tensors, numbers, strings,
 lists, tuples and dicts only. Plain data with many small items is stored packed: the run's
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,25 @@ import torch
 
 FILE = "checkpoint.pt"
 PACKED = ("config", "history")      # stored as JSON text (finite numbers, text, lists, dicts)
+
+
+class Due:
+    """When the trainer writes the next checkpoint: after an epoch once `every` seconds have
+    passed since the last one (or since the run started), after every epoch when `every` is 0,
+    and always after the run's last epoch. A small run's epoch can take milliseconds, and a
+    checkpoint after each one was then most of its time; a crash costs at most `every` seconds
+    of training."""
+
+    def __init__(self, every: float):
+        self.every = every
+        self.last = time.monotonic()
+
+    def __call__(self, last_epoch: bool) -> bool:
+        now = time.monotonic()
+        if last_epoch or now - self.last >= self.every:
+            self.last = now
+            return True
+        return False
 
 
 def save(run_dir: Path, state: dict[str, Any]) -> None:

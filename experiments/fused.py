@@ -48,6 +48,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from gridrun.engine.report import report_to
 from gridrun.experiments import checkpoint
 from gridrun.experiments import data as datasets
+from gridrun.experiments import fused_mlp
 from gridrun.experiments.augment import create_pipeline, mixup
 from gridrun.experiments.config import TrainerError, group, read_toml, resolve
 from gridrun.experiments.fused_optim import StackedOptimizer
@@ -74,6 +75,7 @@ class Member:
     interval: str = "epoch"
     rng: dict = field(default_factory=dict)     # checkpoint.rng_state()'s format, kept current
     history: list[dict] = field(default_factory=list)
+    checkpoint_due: checkpoint.Due | None = None
     status: dict | None = None          # set when the member ends
 
     @property
@@ -156,6 +158,7 @@ def _prepare(member: Member, data: datasets.Data, plan: Plan, device: torch.devi
                                         extra=group(cfg, "sched"))
     _check_early_stop(cfg, data.val is not None, data.classes >= 100)
     member.rng = checkpoint.rng_state()
+    member.checkpoint_due = checkpoint.Due(cfg["checkpoint_every"])
     state = checkpoint.load(member.run_dir)
     if state is not None and state["config"] != cfg:
         member.log(f"warning: {member.run_dir / checkpoint.FILE} was written for other "
@@ -195,10 +198,13 @@ class Stack:
         self.optimizer = StackedOptimizer(members[0].cfg["optimizer"], self.flat, self.shapes,
                                           [m.optimizer for m in members], steps_done)
 
-        grouped = _grouped_mlp(self.base, self.names)
-        if grouped is not None:
-            self.train_forward = lambda params, buffers, x: grouped(params, x, True)
-            self.eval_forward = lambda params, buffers, x: grouped(
+        self._views: list[Tensor] | None = None
+        layers = fused_mlp.plan(self.base, self.names)
+        self.mlp = fused_mlp.StackedMLP(layers) if layers is not None else None
+        if self.mlp is not None:
+            mlp = self.mlp
+            self.train_forward = lambda params, buffers, x: mlp.forward(params, x, True)
+            self.eval_forward = lambda params, buffers, x: mlp.forward(
                 params, x.expand(len(params[0]), *x.shape), False)
             return
 
@@ -212,8 +218,12 @@ class Stack:
         return len(self.members)
 
     def params(self, flat: Tensor | None = None) -> list[Tensor]:
-        """Each parameter, M x its shape, as a view of `flat` (the stack's own by default)."""
-        flat = self.flat if flat is None else flat
+        """Each parameter, M x its shape, as a view of `flat` (the stack's own by default: made
+        once, as the optimizer updates `flat` in place)."""
+        if flat is None:
+            if self._views is None:
+                self._views = self.params(self.flat)
+            return self._views
         views, offset = [], 0
         for shape in self.shapes:
             n = shape.numel()
@@ -228,6 +238,7 @@ class Stack:
         rows = self.rows(members).to(self.flat.device)
         self.members = members
         self.flat = self.flat.detach()[rows].requires_grad_()
+        self._views = None
         self.buffers = {n: b[rows] for n, b in self.buffers.items()}
         self.optimizer.keep(self.flat, rows, [m.optimizer for m in members])
 
@@ -246,44 +257,25 @@ class Stack:
     def rows(self, members: list[Member]) -> Tensor:
         return torch.tensor([self.members.index(m) for m in members], dtype=torch.long)
 
-
-def _grouped_mlp(model: nn.Module, names: list[str]):
-    """For an mlp (Flatten, Linear, ReLU, Dropout behind an InputAdapter that does nothing), the
-    forward as batched matrix products, M x B x ... in, M x B x classes out: on the CPU a third
-    faster than vmap's generic rules. None for any other network."""
-    adapter, net = model
-    if adapter.size or adapter.rgb or adapter.channels_last or not isinstance(net, nn.Sequential):
-        return None
-    index = {name: k for k, name in enumerate(names)}
-    layers: list[tuple] = []
-    for i, layer in enumerate(net):
-        if isinstance(layer, nn.Linear):
-            layers.append(("linear", index[f"1.{i}.weight"], index.get(f"1.{i}.bias")))
-        elif isinstance(layer, nn.ReLU):
-            layers.append(("relu",))
-        elif isinstance(layer, nn.Dropout):
-            layers.append(("dropout", layer.p))
-        elif isinstance(layer, nn.Flatten) and i == 0 and layer.start_dim == 1 and \
-                layer.end_dim == -1:
-            layers.append(("flatten",))
+    def loss_and_grad(self, x: Tensor, y: Tensor, partner: Tensor, lam: Tensor | None,
+                      label_smoothing: float, amp) -> tuple[Tensor, Tensor, Tensor]:
+        """One step's forward and backward for every member: losses (M), logits (M x b x C),
+        both detached, and the gradient laid out as `flat` (M x P). `amp` is None or the
+        autocast context to run the forward in."""
+        params = self.params()
+        if self.mlp is not None and amp is None:
+            losses, logits, grads = self.mlp.loss_and_grads(params, x, y, partner, lam,
+                                                            label_smoothing)
         else:
-            return None
-
-    def forward(params: list[Tensor], x: Tensor, training: bool) -> Tensor:
-        for layer in layers:
-            if layer[0] == "linear":
-                weight = params[layer[1]].transpose(1, 2)
-                x = (torch.bmm(x, weight) if layer[2] is None
-                     else torch.baddbmm(params[layer[2]].unsqueeze(1), x, weight))
-            elif layer[0] == "relu":
-                x = F.relu(x)
-            elif layer[0] == "dropout":
-                x = F.dropout(x, layer[1], training)
-            else:
-                x = x.flatten(2)
-        return x
-
-    return forward
+            with amp if amp is not None else contextlib.nullcontext():
+                logits = self.train_forward(params, self.buffers, x)             # M x b x C
+                losses = _member_losses(logits, y, label_smoothing)
+                if lam is not None:
+                    losses = torch.lerp(_member_losses(logits, partner, label_smoothing),
+                                        losses, lam)
+            grads = torch.autograd.grad(losses.sum(), params)
+            losses, logits = losses.detach(), logits.detach()
+        return losses, logits, torch.cat([g.flatten(1) for g in grads], 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,10 +311,16 @@ def _train(data: datasets.Data, plan: Plan, members: list[Member], device: torch
     top5 = data.classes >= 100
     n_train = len(data.train)
 
+    amp = cfg0["amp"] and device.type == "cuda"
+
     def autocast():
-        if cfg0["amp"] and device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+
+    # without augmentation a batch is rows of the normalised training set: normalise it once
+    # (4 bytes a pixel: up to 512 MiB; a bigger set is normalised batch by batch, as alone)
+    pixels = data.train.x
+    inputs = _inputs(data, pixels, None) if not cfg0["augment"] and \
+        pixels.numel() * 4 <= 512 << 20 else None
 
     for epoch in range(start, plan.epochs + 1):
         _leave(stack, data, plan, autocast, top5, epoch)
@@ -344,16 +342,9 @@ def _train(data: datasets.Data, plan: Plan, members: list[Member], device: torch
         sums = torch.zeros(len(active), 2, device=device)
         for i in range(steps):
             idx = order[:, i * plan.batch_size:(i + 1) * plan.batch_size]
-            x, y, partner, lam = _batch(data, idx, active, pipeline, rng, draws)
-            params = stack.params()
-            with autocast():
-                logits = stack.train_forward(params, stack.buffers, x)           # M x b x C
-                losses = _member_losses(logits, y, label_smoothing)
-                if lam is not None:
-                    losses = torch.lerp(_member_losses(logits, partner, label_smoothing),
-                                        losses, lam)
-            grads = torch.autograd.grad(losses.sum(), params)
-            grad = torch.cat([g.flatten(1) for g in grads], 1)                  # M x P
+            x, y, partner, lam = _batch(data, inputs, idx, active, pipeline, rng, draws)
+            losses, logits, grad = stack.loss_and_grad(x, y, partner, lam, label_smoothing,
+                                                       autocast() if amp else None)
             if clipping:
                 grad = _clip(grad, clip)
             stack.optimizer.step(grad)
@@ -361,8 +352,8 @@ def _train(data: datasets.Data, plan: Plan, members: list[Member], device: torch
                 if m.scheduler is not None and m.interval == "step":
                     m.scheduler.step()
             target = y if lam is None else torch.where(lam[:, None] >= 0.5, y, partner)
-            hits = (logits.detach().argmax(2) == target).sum(1)
-            sums += torch.stack([losses.detach().float() * y.shape[1], hits.float()], 1)
+            hits = (logits.argmax(2) == target).sum(1)
+            sums += torch.stack([losses.float() * y.shape[1], hits.float()], 1)
         samples = min(steps * plan.batch_size, n_train)
         parts = [sums]
         if data.val is not None:
@@ -377,17 +368,20 @@ def _train(data: datasets.Data, plan: Plan, members: list[Member], device: torch
     _leave(stack, data, plan, autocast, top5, plan.epochs + 1)
 
 
-def _batch(data: datasets.Data, idx: Tensor, members: list[Member], pipeline, rng: MemberRng,
-           draws: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """Each member's batch (M x b x ...), labels, mixup partners' labels and weights."""
+def _batch(data: datasets.Data, inputs: Tensor | None, idx: Tensor, members: list[Member],
+           pipeline, rng: MemberRng, draws: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Each member's batch (M x b x ...), labels, mixup partners' labels and weights. `inputs`
+    is the normalised training set when there is no augmentation, else None."""
     y = data.train.y[idx]
     if not draws:           # nothing random per batch: all members' batches in one gather
-        flat = _inputs(data, data.train.x[idx.reshape(-1)], None)
+        flat = inputs[idx.reshape(-1)] if inputs is not None else \
+            _inputs(data, data.train.x[idx.reshape(-1)], None)
         return flat.view(*idx.shape, *flat.shape[1:]), y, y, None
     xs, partners, lams = [], [], []
     for m, rows, labels in zip(members, idx, y):
         with rng.of(m):
-            x = _inputs(data, data.train.x[rows], pipeline)
+            x = inputs[rows] if inputs is not None else \
+                _inputs(data, data.train.x[rows], pipeline)
             partner, lam = labels, torch.ones((), device=x.device)
             if m.cfg["mixup_alpha"]:
                 x, partner, lam = mixup(x, labels, m.cfg["mixup_alpha"])
@@ -447,7 +441,7 @@ def _end_of_epoch(stack: Stack, i: int, m: Member, epoch: int, plan: Plan, data:
                   stats: list[float], samples: int, seconds: float, lr: float,
                   top5: bool) -> None:
     """experiments.train's end of an epoch for one member: its row, divergence, scheduler,
-    checkpoint, stuck."""
+    checkpoint when due, stuck."""
     row = {"epoch": epoch, "epochs": plan.epochs,
            "train_loss": stats[0] / samples, "train_acc": stats[1] / samples}
     if data.val is not None:
@@ -467,13 +461,15 @@ def _end_of_epoch(stack: Stack, i: int, m: Member, epoch: int, plan: Plan, data:
             m.scheduler.step(row.get("val_loss", row["train_loss"]))
         else:
             m.scheduler.step()
-    stack.export(i)
-    checkpoint.save(m.run_dir, {
-        "model": m.model.state_dict(), "optimizer": m.optimizer.state_dict(),
-        "scheduler": m.scheduler.state_dict() if m.scheduler is not None else {},
-        "rng": m.rng, "epoch": epoch, "config": m.cfg, "history": m.history,
-    })
-    if stuck and m.cfg["stop_on_stuck"]:
+    stopping = stuck and m.cfg["stop_on_stuck"]
+    if m.checkpoint_due(epoch == plan.epochs or stopping or _early_stop_due(m.cfg, m.history)):
+        stack.export(i)
+        checkpoint.save(m.run_dir, {
+            "model": m.model.state_dict(), "optimizer": m.optimizer.state_dict(),
+            "scheduler": m.scheduler.state_dict() if m.scheduler is not None else {},
+            "rng": m.rng, "epoch": epoch, "config": m.cfg, "history": m.history,
+        })
+    if stopping:
         m.end("failed", 1,
               f"stopped at epoch {epoch}: the loss has sat at chance level (ln {data.classes} "
               f"= {math.log(data.classes):.3f}) with chance accuracy for {STUCK_EPOCHS} epochs "

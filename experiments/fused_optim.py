@@ -35,7 +35,7 @@ FUSED_RULES = tuple(_STATE)
 
 def _add(t: Tensor, x: Tensor, alpha: Hyper) -> Tensor:
     """t += alpha * x, in place."""
-    return t.add_(x, alpha=alpha) if isinstance(alpha, float) else t.add_(x * alpha)
+    return t.add_(x, alpha=alpha) if isinstance(alpha, float) else t.addcmul_(x, alpha)
 
 
 class StackedOptimizer:
@@ -54,6 +54,7 @@ class StackedOptimizer:
         self.shapes = list(shapes)
         self._vectors: dict[str, tuple[tuple, Tensor]] = {}
         self._this_step: dict[str, Hyper] = {}
+        self._stepped = False
         self.state: dict[str, Tensor] = {
             key: torch.stack([torch.cat([
                 _member_tensor(proxy, p, key, shape, flat).flatten()
@@ -103,8 +104,10 @@ class StackedOptimizer:
         if self._flag("maximize"):
             grad = -grad
         getattr(self, f"_{'adam' if self.name == 'adamw' else self.name}")(self.flat, grad)
-        for proxy in self.proxies:      # what torch's schedulers check before they step
-            proxy._opt_called = True
+        if not self._stepped:
+            self._stepped = True
+            for proxy in self.proxies:  # what torch's schedulers check before they step
+                proxy._opt_called = True
 
     def _decay(self, p: Tensor, g: Tensor) -> Tensor:
         """L2 weight decay folded into the gradient (every rule here but decoupled Adam)."""

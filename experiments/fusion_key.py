@@ -21,8 +21,8 @@ from gridrun.experiments import schema
 # Parameters each member of a group may set to its own value.
 CARRIED: frozenset[str] = frozenset({
     "lr", "weight_decay", "momentum", "seed", "scheduler", "sched_interval", "grad_clip",
-    "mixup_alpha", "stop_on_stuck", "early_stop.patience", "early_stop.min_epochs",
-    "early_stop.metric", "early_stop.min_delta",
+    "mixup_alpha", "stop_on_stuck", "checkpoint_every", "early_stop.patience",
+    "early_stop.min_epochs", "early_stop.metric", "early_stop.min_delta",
 })
 CARRIED_GROUPS: tuple[str, ...] = ("sched.",)
 

@@ -414,6 +414,10 @@ SECTIONS: tuple[tuple[str, tuple[Param, ...]], ...] = (
         _p("device", "str", "auto",
            "where to train: auto = cuda when a GPU is visible, else cpu",
            choices=("auto", "cpu", "cuda")),
+        _p("checkpoint_every", "float", 30.0,
+           "seconds: checkpoint.pt is written after an epoch once this long has passed since "
+           "the last one, and after the last epoch; a run resumed after a crash loses at most "
+           "this much (0 = after every epoch)", min=0),
         _p("stop_on_stuck", "bool", False,
            "stop a run whose loss sits at chance level (ln of the class count) with chance "
            "accuracy for 3 epochs, instead of only reporting a not_learning warning"),

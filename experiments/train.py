@@ -10,8 +10,9 @@ Under gridrun the run folder is `$GRIDRUN_RUN_DIR` and the parameters are its `c
 The whole training set lives on the device as uint8; each epoch draws a random permutation
 there, and every batch is indexed, augmented and normalised on the device: no DataLoader, no
 worker processes. The host waits for the device once per epoch, when the epoch's sums are read.
-After each epoch: one `report()` (metrics.jsonl), then an atomic checkpoint.pt. Started again
-on a folder with a checkpoint of the same parameters, a run goes on from the next epoch.
+After each epoch: one `report()` (metrics.jsonl), then, every `checkpoint_every` seconds and
+after the last epoch, an atomic checkpoint.pt. Started again on a folder with a checkpoint of the
+same parameters, a run goes on from the epoch after the checkpoint's.
 
 Exit status: 0 done (early stopping included); 1 diverged, or stuck at chance level with
 `stop_on_stuck`; 2 a problem with the parameters or the files (one line on stderr).
@@ -126,6 +127,7 @@ def train(cfg: dict, run_dir: Path) -> tuple[list[dict], dict]:
               file=sys.stderr)
 
     n_train = len(data.train)
+    due = checkpoint.Due(cfg["checkpoint_every"])
     for epoch in range(len(history) + 1, plan.epochs + 1):
         if _early_stop_due(cfg, history):
             break
@@ -187,12 +189,15 @@ def train(cfg: dict, run_dir: Path) -> tuple[list[dict], dict]:
                 scheduler.step(row.get("val_loss", row["train_loss"]))
             else:
                 scheduler.step()
-        checkpoint.save(run_dir, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else {},
-            "rng": checkpoint.rng_state(), "epoch": epoch, "config": cfg, "history": history,
-        })
-        if stuck and cfg["stop_on_stuck"]:
+        stopping = stuck and cfg["stop_on_stuck"]
+        if due(epoch == plan.epochs or stopping or _early_stop_due(cfg, history)):
+            checkpoint.save(run_dir, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                "rng": checkpoint.rng_state(), "epoch": epoch, "config": cfg,
+                "history": history,
+            })
+        if stopping:
             raise Stuck(
                 f"stopped at epoch {epoch}: the loss has sat at chance level (ln {data.classes} "
                 f"= {math.log(data.classes):.3f}) with chance accuracy for {STUCK_EPOCHS} epochs "

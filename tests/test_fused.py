@@ -16,8 +16,9 @@ torch = pytest.importorskip("torch")
 
 from gridrun.engine.matrix import unflatten  # noqa: E402
 from gridrun.engine.report import read_metrics  # noqa: E402
-from gridrun.experiments import checkpoint, fused  # noqa: E402
+from gridrun.experiments import checkpoint, fused, fused_mlp  # noqa: E402
 from gridrun.experiments.config import resolve  # noqa: E402
+from gridrun.experiments.models import create_model  # noqa: E402
 from gridrun.experiments.fusion_key import FUSABLE_OPTIMIZERS, fusion_key  # noqa: E402
 from gridrun.experiments.train import train  # noqa: E402
 from tests.conftest import ROOT, cli_env  # noqa: E402
@@ -154,6 +155,14 @@ def test_augmentation_and_mixup_draw_from_each_members_own_seed(tmp_path):
         assert_like_alone(member, tmp_path / f"lone{i}", params)
 
 
+def test_members_with_label_smoothing_train_as_their_lone_runs(tmp_path):
+    runs = [{"optimizer": "sgd", "momentum": 0.9, "lr": lr, "seed": seed, "label_smoothing": 0.1}
+            for lr, seed in ((0.05, 1), (0.1, 2))]
+    members = fused_group(tmp_path / "fused", runs)
+    for i, (member, params) in enumerate(zip(members, runs)):
+        assert_like_alone(member, tmp_path / f"lone{i}", params)
+
+
 def test_a_diverging_member_fails_alone_through_the_command_line(tmp_path):
     runs = [{"optimizer": "sgd", "lr": 0.05, "seed": 1},
             {"optimizer": "sgd", "lr": 1e12, "momentum": 0.9, "seed": 2},
@@ -215,9 +224,9 @@ def test_a_member_resumes_from_its_checkpoint_alone_or_in_a_group(tmp_path, monk
     """A group stopped after epoch 2 of 3: one member goes on with the lone trainer, the other
     in a new group; both end as their uninterrupted lone runs do."""
     runs = [{"optimizer": "sgd", "momentum": 0.9, "lr": 0.05, "seed": 1, "epochs": 3,
-             "scheduler": "cosine"},
-            {"optimizer": "adam", "lr": 2e-3, "seed": 2, "epochs": 3},
-            {"optimizer": "adam", "lr": 1e-3, "seed": 3, "epochs": 3}]
+             "scheduler": "cosine", "checkpoint_every": 0},
+            {"optimizer": "adam", "lr": 2e-3, "seed": 2, "epochs": 3, "checkpoint_every": 0},
+            {"optimizer": "adam", "lr": 1e-3, "seed": 3, "epochs": 3, "checkpoint_every": 0}]
     end_of_epoch = fused._end_of_epoch
     cancel_after(monkeypatch, epoch=2)
     first = fused_group(tmp_path / "fused", runs)
@@ -300,3 +309,49 @@ def test_generator_states_round_trip_as_tensors_and_from_old_lists(tmp_path):
         np.random.seed(99)
         checkpoint.set_rng_state(saved)
         assert (random.random(), float(np.random.rand())) == expected
+
+
+@pytest.mark.parametrize("dropout,smoothing,mixing", [
+    (0.0, 0.0, False), (0.3, 0.1, True), (0.5, 0.0, True), (1.0, 0.2, False)])
+def test_the_written_out_mlp_backward_equals_autograd_on_each_members_module(
+        dropout, smoothing, mixing):
+    """experiments.fused_mlp's losses and gradients against torch's modules, F.cross_entropy
+    and autograd, member by member, with the same dropout masks."""
+    count, batch = 3, 16
+    cfg = resolve({"dataset": "digits", "mlp.hidden": [12, 7], "mlp.dropout": dropout})
+    models = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        models.append(create_model(cfg, (1, 8, 8), 10))
+    params, _ = torch.func.stack_module_state(models)
+    names = list(params)
+    mlp = fused_mlp.StackedMLP(fused_mlp.plan(models[0], names))
+    x = torch.randn(count, batch, 1, 8, 8)
+    y, partner = torch.randint(0, 10, (count, batch)), torch.randint(0, 10, (count, batch))
+    lam = torch.rand(count) if mixing else None
+
+    torch.manual_seed(7)
+    losses, logits, grads = mlp.loss_and_grads([params[n].detach() for n in names], x, y,
+                                               partner, lam, smoothing)
+    torch.manual_seed(7)        # the masks native_dropout draws, in the same order and shapes
+    masks = [torch.ops.aten.native_dropout(torch.empty(count, batch, width), dropout, True)[1]
+             for width in cfg["mlp.hidden"]] if dropout else []
+
+    for m, model in enumerate(models):
+        h, layer_masks = x[m], iter(masks)
+        for layer in model[1]:
+            if isinstance(layer, torch.nn.Dropout):
+                keep = next(layer_masks)[m]
+                h = h * keep / (1 - dropout) if dropout < 1 else h * 0
+            else:
+                h = layer(h)
+        want = torch.nn.functional.cross_entropy(h, y[m], label_smoothing=smoothing)
+        if mixing:
+            want = torch.lerp(torch.nn.functional.cross_entropy(
+                h, partner[m], label_smoothing=smoothing), want, lam[m])
+        want.backward()
+        assert torch.allclose(losses[m], want, rtol=1e-5, atol=1e-6), m
+        assert torch.allclose(logits[m], h, rtol=1e-5, atol=1e-6), m
+        for name, param in model.named_parameters():
+            got = grads[names.index(name)][m]
+            assert torch.allclose(got, param.grad, rtol=1e-4, atol=1e-6), (m, name)

@@ -28,12 +28,12 @@ def env(cli) -> dict[str, str]:
 
 
 def sweep(tmp_path: Path, name: str, *, epochs: int = 2, fuse: bool | None = None,
-          extra: str = "") -> Path:
+          extra: str = "", params: str = "") -> Path:
     path = tmp_path / f"{name}.toml"
     resources = "gpus = 0\n" + (f"fuse = {str(fuse).lower()}\n" if fuse is not None else "")
     path.write_text(f'name = "{name}"\nmetric = "val_acc"\nseeds = [0, 1]\n'
                     f'[params]\ndataset = "digits"\nepochs = {epochs}\nbatch_size = 64\n'
-                    'optimizer = "sgd"\nmomentum = 0.9\nlimit_eval = 100\n'
+                    f'optimizer = "sgd"\nmomentum = 0.9\nlimit_eval = 100\n{params}'
                     f'[params.mlp]\nhidden = [16]\n[grid]\nlr = [0.05, 0.1]\n{extra}'
                     f'[resources]\n{resources}')
     return path
@@ -106,7 +106,7 @@ def cancel_the_rest(cli, daemon, sweep_name: str) -> None:
 
 
 def test_after_a_daemon_crash_each_member_resumes_from_its_checkpoint(cli, tmp_path):
-    path = sweep(tmp_path, "crash", epochs=100000)
+    path = sweep(tmp_path, "crash", epochs=100000, params="checkpoint_every = 0\n")
     proc = cli.start("queue", "run", path, "--cpu-slots", "1", env=env(cli))
     wait_for(lambda: len(cli.runs()) == 4 and all(
         len(epochs_of(r)) >= 2 for r in cli.runs()), timeout=200, what="two epochs each")

@@ -243,7 +243,7 @@ def _trainer(run_dir: Path) -> subprocess.Popen:
 
 def test_a_killed_run_resumes_at_the_next_epoch_with_the_same_history(tmp_path):
     params = {"dataset": "digits", "mlp.hidden": [64], "batch_size": 8, "epochs": 6,
-              "scheduler": "cosine", "augment": ["affine"]}
+              "scheduler": "cosine", "augment": ["affine"], "checkpoint_every": 0}
     reference, reference_final = train(resolve(params), tmp_path / "reference")
 
     run_dir = tmp_path / "run"
@@ -270,6 +270,29 @@ def test_a_killed_run_resumes_at_the_next_epoch_with_the_same_history(tmp_path):
     assert without_timing([by_epoch[e] for e in sorted(by_epoch)]) == without_timing(reference)
     final = read_metrics(metrics)[-1]
     assert {k: final[k] for k in reference_final} == reference_final
+
+
+def test_checkpoints_wait_checkpoint_every_seconds_but_the_last_epoch_always_writes(tmp_path):
+    """Epochs of a few milliseconds: with an hour between checkpoints, a run killed after two
+    epochs has none and starts over; a run that ends writes its last epoch's."""
+    params = {"dataset": "digits", "mlp.hidden": [16], "batch_size": 8, "epochs": 40,
+              "checkpoint_every": 3600}
+    run_dir = tmp_path / "run"
+    _write_config(run_dir, params)
+    proc = _trainer(run_dir)
+    deadline = time.time() + 60
+    while len(read_metrics(run_dir / "metrics.jsonl")) < 2:
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / checkpoint.FILE).exists()
+
+    _write_config(run_dir, {**params, "epochs": 3})
+    proc = _trainer(run_dir)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "resuming" not in err, err
+    assert checkpoint.load(run_dir)["epoch"] == 3
 
 
 def test_the_checkpoint_loads_with_weights_only_and_holds_the_whole_state(tmp_path):
